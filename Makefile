@@ -1,0 +1,49 @@
+# The README's commands. Every target creates .venv itself and needs nothing installed by hand.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.tagsmith-installed
+# torch first, pinned to the release this project is tested with; the project's own range (>=2.4,<2.14)
+# is then already satisfied and pip never pulls a multi-GB CUDA build in its place.
+TORCH   ?= torch==2.13.0
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export BENTOML_DO_NOT_TRACK ?= True
+export GRADIO_ANALYTICS_ENABLED ?= False
+
+.PHONY: install demo test test-fast bench bench-tagging lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	# the stock pip 23 resolver backtracks for 20+ minutes on this dependency set
+	$(PIP) install --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install "$(TORCH)"
+	$(PIP) install -e ".[dev]"
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tagsmith data fetch chinese-poetry
+	$(BIN)/python -m tagsmith.demo
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+bench-tagging: $(STAMP)
+	$(BIN)/python bench/tagging.py
+
+bench: bench-tagging
+
+lint: $(STAMP)
+	$(BIN)/python -m compileall -q tagsmith training export serving bench tests
+
+clean:
+	rm -rf runs models .pytest_cache

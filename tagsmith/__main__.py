@@ -1,0 +1,3 @@
+from tagsmith.cli import main
+
+main()

@@ -1,0 +1,175 @@
+"""Experiment configuration: one YAML file per experiment, loaded into dataclasses, overridable per key.
+
+Keys under ``trainer:`` go to Hugging Face ``TrainingArguments`` unchanged (their own names), so everything
+the Trainer can do is configurable without code here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class DataConfig:
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+    #: plain-text / JSONL files for mlm (a list), in addition to or instead of train
+    files: list[str] = field(default_factory=list)
+    #: script of the data ("keep", "simplified", "traditional"); inference converts input to it
+    script: str = "keep"
+    #: repeat records whose ``kind`` field matches, e.g. {"prose": 3}, to up-weight rare, richer text
+    oversample: dict[str, int] = field(default_factory=dict)
+    #: cap on training records after oversampling (0 = all), sampled with the seed; for quick configs
+    max_train_records: int = 0
+    max_eval_records: int = 0
+
+
+@dataclass
+class ScratchModelConfig:
+    """A small BERT built from a config, with a character vocabulary built from the training data."""
+
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 512
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    min_char_count: int = 2
+    max_vocab_size: int = 12000
+
+
+@dataclass
+class HeadConfig:
+    #: "linear" (the standard token-classification head) or "cnn" (multi-kernel CNN, SikuBERT scripts)
+    type: str = "linear"
+    cnn_kernels: list[int] = field(default_factory=lambda: [3, 5, 7])
+    cnn_filters: int = 128
+    cnn_dropout: float = 0.1
+
+
+@dataclass
+class ModelConfig:
+    #: hub id or local path of a pretrained encoder (or an mlm run's best/); None builds from `scratch`
+    name_or_path: str | None = None
+    scratch: ScratchModelConfig = field(default_factory=ScratchModelConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+
+
+@dataclass
+class ExperimentConfig:
+    name: str
+    task: str
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    max_length: int = 128
+    #: characters shared by neighbouring windows of a long text
+    window_overlap: int = 32
+    #: class weights in the loss: "none", "balanced" or "sqrt" (of balanced)
+    class_weighting: str = "none"
+    #: tune an additive logit bias for the rare labels on validation (tagging) / a threshold (binary)
+    tune_decision: bool = True
+    early_stopping_patience: int = 3
+    output_dir: str = "runs"
+    seed: int = 42
+    #: passed through to transformers.TrainingArguments
+    trainer: dict[str, Any] = field(default_factory=dict)
+    #: task-specific extras (e.g. mlm_probability for mlm)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        nested = _nested_type(cls, name)
+        kwargs[name] = _build(nested, value, f"{where}.{name}") if nested else value
+    try:
+        return cls(**kwargs)
+    except TypeError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _nested_type(cls, name: str):
+    return {
+        (ExperimentConfig, "data"): DataConfig,
+        (ExperimentConfig, "model"): ModelConfig,
+        (ModelConfig, "scratch"): ScratchModelConfig,
+        (ModelConfig, "head"): HeadConfig,
+    }.get((cls, name))
+
+
+def apply_override(values: dict, assignment: str) -> None:
+    """``a.b.c=value`` sets a nested key; the value is parsed as YAML (numbers, booleans, lists)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} must look like key.path=value")
+    path, raw = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    target = values
+    for key in keys[:-1]:
+        target = target.setdefault(key, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"override {assignment!r}: {key} is not a mapping")
+    target[keys[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None) -> ExperimentConfig:
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: invalid YAML: {error}") from None
+    values = dict(values or {})
+    for assignment in overrides or []:
+        apply_override(values, assignment)
+    where = str(path) if path else "config"
+    for required in ("name", "task"):
+        if required not in values:
+            raise ConfigError(f"{where}: missing required key {required!r}")
+    config = _build(ExperimentConfig, values, where)
+    _check(config, where)
+    return config
+
+
+def _check(config: ExperimentConfig, where: str) -> None:
+    from tagsmith.convert import SCRIPTS
+
+    if config.data.script not in SCRIPTS:
+        raise ConfigError(f"{where}: data.script must be one of {', '.join(SCRIPTS)}")
+    if config.model.head.type not in ("linear", "cnn"):
+        raise ConfigError(f"{where}: model.head.type must be 'linear' or 'cnn', got {config.model.head.type!r}")
+    if config.class_weighting not in ("none", "balanced", "sqrt"):
+        raise ConfigError(f"{where}: class_weighting must be none, balanced or sqrt")
+    if config.max_length < 8:
+        raise ConfigError(f"{where}: max_length must be at least 8")
+    if not 0 <= config.window_overlap < config.max_length - 2:
+        raise ConfigError(f"{where}: window_overlap must be in [0, max_length - 2)")
+
+
+def dump_config(config: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), allow_unicode=True, sort_keys=False), encoding="utf-8")

@@ -1,0 +1,571 @@
+"""Recipe: the npm package ``chinese-poetry`` (MIT) as punctuated Classical Chinese documents.
+
+The package (version 2.0.1: an 85 MB tarball, 2,245 JSON files under ``package/dist/``) bundles
+many collections with different schemas. This module knows every JSON file of that version:
+each one is either read as a text collection (see :data:`COLLECTIONS`) or skipped for a
+documented reason (see :data:`SKIPPED`). A JSON file that is neither, or that cannot be parsed,
+raises :class:`RecipeError` naming the file, so a changed package is noticed, not half-read.
+
+What a :class:`Document` holds
+    ``paragraphs`` is the punctuated text, one string per source paragraph (a line of verse, a
+    couplet, a saying, a prose paragraph), exactly as in the source: marks, quote styles
+    (“” vs 「」), script (simplified vs traditional), half-width marks and editorial symbols
+    (□ for lost characters, ``{...}`` glyph descriptions, stage directions in yuanqu) are kept;
+    the converter normalises them. Only these changes are made:
+
+    * surrounding whitespace is stripped; paragraphs with no Han character at all (``"。"``,
+      ``"□□□，□□。"``, ``""``) are dropped, and so are documents left with no paragraph;
+    * fields that are commentary rather than text are never read: ``notes``, ``comment``
+      (youmengying), ``prologue`` (shuimotangshi, songci), ``biography``, ``abstract``,
+      ``preface``, ``origin``, ``spells``, ``strains``, ``tags``;
+    * two kinds of inline editorial apparatus are removed because they are notes, not text:
+      variant-reading notes such as ``(明明 一作：佼佼)`` (caocaoshiji, mengxue
+      tangshisanbaishou, ...) and the ``[12]`` footnote markers of the huajianji preface,
+      which point into its ``notes`` field.
+
+Granularity (one document is ...)
+    a chapter (篇) for lunyu, mengzi, daxue, zhongyong, youxueqionglin, dizigui, shenglvqimeng,
+    zengguangxianwen; an essay for guwenguanzhi; an entry for youmengying; a whole book for
+    baijiaxing, qianziwen, sanzijing (two editions), zhuzijiaxun; a poem / ci / qu / song
+    otherwise.
+
+Overlaps (see :data:`OVERLAPS`)
+    Some collections are anthologies or other editions of the big ones (the 唐詩三百首 and
+    宋詞三百首 selections, 御定全唐詩 vs 全唐詩, ...). :func:`write_corpus` drops exact duplicate
+    documents; near duplicates (another edition, other script) remain. Keep overlapping
+    collections on the same side of a train/eval split.
+
+Document ids are stable: ``"<collection>/<nnnn>"`` for a collection read from one file (the
+record's index in that file, e.g. ``"guwenguanzhi/0042"``), ``"<collection>/<part>/<nnnn>"``
+for one spread over several files (``part`` names the file, e.g. ``"quantangshi/57000/0012"``
+for the 13th record of ``quantangshi/poet.tang.57000.json``). Indexes count records in the
+source file, so a dropped empty record leaves a gap rather than renumbering the rest.
+
+Torch-free: stdlib plus tqdm and rich only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "PACKAGE",
+    "DEFAULT_VERSION",
+    "RecipeError",
+    "Document",
+    "COLLECTIONS",
+    "OVERLAPS",
+    "SKIPPED",
+    "fetch_package",
+    "iter_documents",
+    "write_corpus",
+]
+
+PACKAGE = "chinese-poetry"
+DEFAULT_VERSION = "2.0.1"
+NPM_TIMEOUT_S = 900
+
+
+class RecipeError(RuntimeError):
+    """The package cannot be fetched or read; the message says what to do about it."""
+
+
+@dataclass
+class Document:
+    id: str  # stable and unique, e.g. "guwenguanzhi/0042"
+    collection: str  # a key of COLLECTIONS, e.g. "lunyu"
+    kind: str  # "prose" or "verse"
+    title: str  # title, chapter or tune name ("" when the source has none, e.g. youmengying)
+    paragraphs: list[str]  # punctuated text, one string per source paragraph
+    author: str = ""  # as given by the source ("" when none)
+
+
+# --------------------------------------------------------------------------------------------
+# What is read, and how
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Source:
+    collection: str
+    kind: str
+    pattern: str  # glob relative to package/dist
+    part: Callable[[str], str] | str | None = None  # id part from the file stem; None: one file
+    clean: Callable[[str], str] | None = None  # extra per-paragraph cleanup
+
+    def part_of(self, path: Path) -> str | None:
+        if self.part is None or isinstance(self.part, str):
+            return self.part
+        return self.part(path.stem)
+
+
+def _after(prefix: str) -> Callable[[str], str]:
+    return lambda stem: stem[len(prefix):] if stem.startswith(prefix) else stem
+
+
+# Variant-reading notes inside the text: "(明明 一作：佼佼)", "（不足貴 一作：何足貴；…）".
+_VARIANT_NOTE = re.compile(r"\s*[(（][^()（）]{0,60}?一作[:：][^()（）]{0,80}[)）]")
+# Footnote markers of the huajianji preface, pointing into its notes field: "[12]".
+_FOOTNOTE_MARK = re.compile(r"\[\d{1,3}\]")
+
+
+def _strip_footnotes(text: str) -> str:
+    return _FOOTNOTE_MARK.sub("", text)
+
+
+# Order matters only for iteration order. Every JSON file of the 2.0.1 package matches exactly
+# one source below or one entry of SKIPPED.
+_SOURCES: tuple[_Source, ...] = (
+    # --- prose: varied punctuation, dialogue quotes -----------------------------------------
+    _Source("lunyu", "prose", "lunyu/lunyu.json"),
+    _Source("daxue", "prose", "sishuwujing/daxue.json"),
+    _Source("zhongyong", "prose", "sishuwujing/zhongyong.json"),
+    _Source("mengzi", "prose", "sishuwujing/mengzi.json"),
+    _Source("guwenguanzhi", "prose", "mengxue/guwenguanzhi.json"),
+    _Source("youxueqionglin", "prose", "mengxue/youxueqionglin.json"),
+    _Source("youmengying", "prose", "youmengying/youmengying.json"),
+    _Source("zhuzijiaxun", "prose", "mengxue/zhuzijiaxun.json"),
+    _Source("shenglvqimeng", "prose", "mengxue/shenglvqimeng.json"),
+    _Source("huajianji_preface", "prose", "wudaishici/huajianji/huajianji-0-preface.json",
+            clean=_strip_footnotes),
+    # --- verse: poems, ci, qu, songs, rhymed primers -----------------------------------------
+    _Source("shijing", "verse", "shijing/shijing.json"),
+    _Source("chuci", "verse", "chuci/chuci.json"),
+    _Source("caocaoshiji", "verse", "caocaoshiji/caocao.json"),
+    _Source("quantangshi", "verse", "quantangshi/poet.tang.*.json", part=_after("poet.tang.")),
+    _Source("quantangshi", "verse", "quantangshi/唐诗补录.json", part="bulu"),
+    _Source("quansongshi", "verse", "quantangshi/poet.song.*.json", part=_after("poet.song.")),
+    _Source("yudingquantangshi", "verse", "yudingquantangshi/json/*.json", part=_after("")),
+    _Source("tangshisanbaishou", "verse", "quantangshi/唐诗三百首.json", part="quantangshi"),
+    _Source("tangshisanbaishou", "verse", "mengxue/tangshisanbaishou.json", part="mengxue"),
+    _Source("shuimotangshi", "verse", "shuimotangshi/shuimotangshi.json"),
+    _Source("qianjiashi", "verse", "mengxue/qianjiashi.json"),
+    _Source("huajianji", "verse", "wudaishici/huajianji/huajianji-*-juan.json",
+            part=_after("huajianji-")),
+    _Source("nantang", "verse", "wudaishici/nantang/poetrys.json"),
+    _Source("songci", "verse", "songci/ci.song.*.json", part=_after("ci.song.")),
+    _Source("songcisanbaishou", "verse", "songci/宋词三百首.json"),
+    _Source("yuanqu", "verse", "yuanqu/yuanqu.json"),
+    _Source("nalanxingde", "verse", "nalanxingde/纳兰性德诗集.json"),
+    _Source("baijiaxing", "verse", "mengxue/baijiaxing.json"),
+    _Source("qianziwen", "verse", "mengxue/qianziwen.json"),
+    _Source("sanzijing", "verse", "mengxue/sanzijing-*.json", part=_after("sanzijing-")),
+    _Source("dizigui", "verse", "mengxue/dizigui.json"),
+    _Source("zengguangxianwen", "verse", "mengxue/zengguangxianwen.json"),
+)
+
+#: collection name -> "prose" | "verse". Prose: the varied-punctuation texts (classics, essays,
+#: primers in parallel prose, aphorisms). Verse: poems, ci, qu, chuci/shijing songs and the
+#: rhymed 3/4-character primers.
+COLLECTIONS: dict[str, str] = {}
+for _s in _SOURCES:
+    COLLECTIONS.setdefault(_s.collection, _s.kind)
+del _s
+
+#: collection -> collections it (partly) duplicates, as another edition or a selection.
+OVERLAPS: dict[str, tuple[str, ...]] = {
+    "yudingquantangshi": ("quantangshi",),  # 御定全唐詩: another edition of the Tang poems
+    "tangshisanbaishou": ("quantangshi", "yudingquantangshi"),
+    "shuimotangshi": ("quantangshi", "yudingquantangshi", "tangshisanbaishou"),
+    "qianjiashi": ("quantangshi", "quansongshi", "tangshisanbaishou"),
+    "songcisanbaishou": ("songci",),
+    "huajianji": ("songci",),
+    "nantang": ("songci",),
+}
+
+#: path pattern (relative to package/dist) -> why it is not text to read.
+SKIPPED: dict[str, str] = {
+    "strains/**/*.json": "tone patterns (平仄) of quantangshi poems, not text",
+    "rank/**/*.json": "search-engine hit counts per poem, not text",
+    "quantangshi/error/*.json": "copies of quantangshi records flagged as suspect (already read there)",
+    "quantangshi/authors.*.json": "author biographies (modern metadata)",
+    "quantangshi/表面结构字.json": "glyph-description lookup table, not text",
+    "songci/author.song.json": "author biographies (modern metadata)",
+    "wudaishici/nantang/authors.json": "author biographies (modern metadata)",
+    "wudaishici/nantang/intro.json": "modern introduction to the anthology",
+    "mengxue/wenzimengqiu.json": "script primer: glyph images lost (●), mostly unpunctuated",
+}
+
+_TEXT_KEYS = ("paragraphs", "para", "content")
+_TITLE_KEYS = ("title", "chapter", "rhythmic")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_WS = re.compile(r"\s+")
+# str.splitlines() boundaries: none may appear inside a corpus line.
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _dist_dir(package_dir: Path) -> Path:
+    package_dir = Path(package_dir)
+    dist = package_dir / "dist"
+    if not dist.is_dir():
+        if package_dir.name == "dist" and package_dir.is_dir():
+            return package_dir
+        raise RecipeError(
+            f"{package_dir} is not an extracted {PACKAGE} package (no dist/ folder inside); "
+            f"pass the directory returned by fetch_package()"
+        )
+    return dist
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def _match(rel: str, pattern: str) -> bool:
+    return Path(rel).match(pattern) if "**" not in pattern else rel.startswith(pattern.split("**")[0])
+
+
+def _plan(dist: Path) -> list[tuple[_Source, Path]]:
+    """Every readable (source, file) pair; raises on JSON files the recipe does not know."""
+    claimed: dict[Path, _Source] = {}
+    plan: list[tuple[_Source, Path]] = []
+    for source in _SOURCES:
+        for path in sorted(dist.glob(source.pattern), key=_natural_key):
+            if path.is_file() and path not in claimed:
+                claimed[path] = source
+                plan.append((source, path))
+    unknown = []
+    for path in sorted(dist.rglob("*.json")):
+        if path in claimed:
+            continue
+        rel = path.relative_to(dist).as_posix()
+        if not any(_match(rel, pat) for pat in SKIPPED):
+            unknown.append(rel)
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise RecipeError(
+            f"unknown JSON file(s) in {dist}: {shown}. This recipe knows {PACKAGE} {DEFAULT_VERSION}; "
+            f"add the file(s) to _SOURCES or SKIPPED in {__name__} after checking their schema."
+        )
+    return plan
+
+
+def _load(path: Path, dist: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecipeError(f"cannot read {path.relative_to(dist).as_posix()} ({path}): {exc}") from exc
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(x, str) for x in value)
+    )
+
+
+def _is_leaf(rec: dict) -> bool:
+    return any(_is_text(rec.get(key)) for key in _TEXT_KEYS)
+
+
+def _leaves(node: Any, where: str) -> Iterator[tuple[str, dict]]:
+    """Yield (index path, record) for every text record under node, in source order.
+
+    Containers are records whose ``content`` is a list of records (volumes of guwenguanzhi,
+    chapters of dizigui, ...) or whose ``paragraphs`` is a list of records (multi-part poems of
+    qianjiashi: each part becomes a record titled "<title> <subchapter>", same author).
+    """
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _leaves(item, f"{where}[{i}]")
+    elif isinstance(node, dict):
+        if _is_leaf(node):
+            yield where, node
+        elif isinstance(node.get("paragraphs"), list):
+            title, author = _meta(node, _TITLE_KEYS), _meta(node, ("author",))
+            for i, part in enumerate(node["paragraphs"]):
+                if not isinstance(part, dict):
+                    raise RecipeError(f"unexpected {type(part).__name__} at {where}.paragraphs[{i}]")
+                merged = {
+                    "title": f"{title} {_meta(part, ('subchapter', 'title', 'chapter'))}".strip(),
+                    "author": _meta(part, ("author",)) or author,
+                    **{k: v for k, v in part.items() if k in _TEXT_KEYS},
+                }
+                yield from _leaves(merged, f"{where}.paragraphs[{i}]")
+        elif isinstance(node.get("content"), list):
+            yield from _leaves(node["content"], f"{where}.content")
+        else:
+            raise RecipeError(f"unexpected record at {where}: keys {sorted(node)}")
+    else:
+        raise RecipeError(f"unexpected {type(node).__name__} at {where}")
+
+
+def _text_field(rec: dict) -> list[str]:
+    for key in _TEXT_KEYS:
+        value = rec.get(key)
+        if _is_text(value):
+            return [value] if isinstance(value, str) else value
+    raise RecipeError(f"no text field ({', '.join(_TEXT_KEYS)}) in record with keys {sorted(rec)}")
+
+
+def _clean_paragraphs(raw: list[str], extra: Callable[[str], str] | None) -> list[str]:
+    out = []
+    for text in raw:
+        text = _VARIANT_NOTE.sub("", text)
+        if extra is not None:
+            text = extra(text)
+        text = text.strip()
+        if text and _HAN.search(text):
+            out.append(text)
+    return out
+
+
+def _meta(rec: dict, keys: Iterable[str]) -> str:
+    for key in keys:
+        value = rec.get(key)
+        if isinstance(value, str) and value.strip():
+            return _WS.sub(" ", value).strip()
+    return ""
+
+
+def _file_documents(source: _Source, path: Path, dist: Path) -> Iterator[Document]:
+    rel = path.relative_to(dist).as_posix()
+    data = _load(path, dist)
+    part = source.part_of(path)
+    prefix = f"{source.collection}/{part}/" if part else f"{source.collection}/"
+    try:
+        records = list(_leaves(data, "$"))
+    except RecipeError as exc:
+        raise RecipeError(f"{rel}: {exc} (schema changed?)") from None
+    for index, (where, rec) in enumerate(records):
+        try:
+            raw = _text_field(rec)
+        except RecipeError as exc:
+            raise RecipeError(f"{rel} at {where}: {exc}") from None
+        paragraphs = _clean_paragraphs(raw, source.clean)
+        if not paragraphs:
+            continue
+        yield Document(
+            id=f"{prefix}{index:04d}",
+            collection=source.collection,
+            kind=source.kind,
+            title=_meta(rec, _TITLE_KEYS),
+            paragraphs=paragraphs,
+            author=_meta(rec, ("author",)),
+        )
+
+
+def _progress_bar(total: int, desc: str, unit: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True)
+
+
+def iter_documents(
+    package_dir: Path,
+    collections: Iterable[str] | None = None,
+    progress: bool = True,
+) -> Iterator[Document]:
+    """Yield every document of every text collection (or of ``collections`` only), file by file.
+
+    Only one JSON file is held in memory at a time. Raises :class:`RecipeError` for an unknown
+    collection name, a requested collection absent from the package, an unknown JSON file, or
+    a file that cannot be parsed or does not have the expected schema (the message names it).
+    """
+    dist = _dist_dir(package_dir)
+    wanted: set[str] | None = None
+    if collections is not None:
+        wanted = set([collections] if isinstance(collections, str) else collections)
+        bad = sorted(wanted - COLLECTIONS.keys())
+        if bad:
+            raise RecipeError(
+                f"unknown collection(s) {', '.join(bad)}; known: {', '.join(sorted(COLLECTIONS))}"
+            )
+    plan = _plan(dist)
+    if wanted is not None:
+        plan = [(s, p) for s, p in plan if s.collection in wanted]
+        missing = sorted(wanted - {s.collection for s, _ in plan})
+        if missing:
+            raise RecipeError(f"collection(s) {', '.join(missing)} not found under {dist}")
+    if not plan:
+        raise RecipeError(f"no text collections found under {dist}")
+    bar = _progress_bar(len(plan), PACKAGE, "file", progress)
+    try:
+        for source, path in plan:
+            bar.set_postfix_str(source.collection, refresh=False)
+            yield from _file_documents(source, path, dist)
+            bar.update(1)
+    finally:
+        bar.close()
+
+
+def write_corpus(
+    package_dir: Path,
+    out_path: Path,
+    progress: bool = True,
+    collections: Iterable[str] | None = None,
+    dedupe: bool = True,
+) -> dict:
+    """Write an unlabeled corpus for masked-LM pretraining: one document per line.
+
+    A line is the document's paragraphs joined with no separator, punctuation kept (line-break
+    characters inside a paragraph are removed so a document stays on one line). Every text
+    collection is written unless ``collections`` says otherwise; with ``dedupe`` a document
+    whose text was already written (exact match, e.g. the same poem in an anthology) is skipped.
+    The file is written to a temporary name next to ``out_path`` and renamed when complete.
+
+    Returns ``{"documents", "characters", "duplicates", "collections": {name: {"documents",
+    "characters"}}}``; ``characters`` counts the text, not the newlines.
+    """
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    seen: set[bytes] = set()
+    stats: dict[str, Any] = {"documents": 0, "characters": 0, "duplicates": 0, "collections": {}}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            for doc in iter_documents(package_dir, collections, progress=progress):
+                line = _LINE_BREAKS.sub("", "".join(doc.paragraphs))
+                if not line:
+                    continue
+                if dedupe:
+                    digest = hashlib.blake2b(line.encode("utf-8"), digest_size=16).digest()
+                    if digest in seen:
+                        stats["duplicates"] += 1
+                        continue
+                    seen.add(digest)
+                fh.write(line)
+                fh.write("\n")
+                per = stats["collections"].setdefault(doc.collection, {"documents": 0, "characters": 0})
+                per["documents"] += 1
+                per["characters"] += len(line)
+                stats["documents"] += 1
+                stats["characters"] += len(line)
+        os.replace(tmp_name, out_path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return stats
+
+
+# --------------------------------------------------------------------------------------------
+# Fetching
+# --------------------------------------------------------------------------------------------
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    kept = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    return "\n".join(kept[-lines:]) or "(npm printed nothing on stderr)"
+
+
+def _npm_pack(version: str, cache_dir: Path, progress: bool) -> Path:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RecipeError(
+            f"npm is not installed (not found on PATH); it is needed to download {PACKAGE}. "
+            f"Install Node.js/npm (e.g. `apt-get install npm`), or put a copy of "
+            f"{PACKAGE}-{version}.tgz (from `npm pack {PACKAGE}@{version}` elsewhere) into {cache_dir}."
+        )
+    env = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false",
+               npm_config_audit="false")
+    work = Path(tempfile.mkdtemp(prefix=".npm-pack-", dir=cache_dir))
+    try:
+        cmd = [npm, "pack", f"{PACKAGE}@{version}"]
+        try:
+            if progress:
+                from rich.console import Console
+
+                with Console(stderr=True).status(f"npm pack {PACKAGE}@{version} (about 85 MB)…"):
+                    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                                          timeout=NPM_TIMEOUT_S)
+            else:
+                proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                                      timeout=NPM_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise RecipeError(
+                f"`npm pack {PACKAGE}@{version}` did not finish in {NPM_TIMEOUT_S}s; is the npm "
+                f"registry reachable (check proxy settings, `npm config get registry`)?\n"
+                f"{_tail(exc.stderr if isinstance(exc.stderr, str) else '')}"
+            ) from exc
+        except OSError as exc:
+            raise RecipeError(f"could not run npm ({npm}): {exc}") from exc
+        tarballs = sorted(work.glob("*.tgz"))
+        if proc.returncode != 0 or not tarballs:
+            raise RecipeError(
+                f"`npm pack {PACKAGE}@{version}` failed (exit {proc.returncode}). Is the npm "
+                f"registry reachable and does version {version} exist? npm said:\n"
+                f"{_tail(proc.stderr or proc.stdout)}"
+            )
+        target = cache_dir / f"{PACKAGE}-{version}.tgz"
+        os.replace(tarballs[0], target)
+        return target
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _extract(tgz: Path, root: Path, version: str, progress: bool) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        try:
+            with tarfile.open(tgz, "r:gz") as tar:
+                members = tar.getmembers()
+                with _progress_bar(len(members), f"extracting {tgz.name}", "file", progress) as bar:
+                    for member in members:
+                        tar.extract(member, tmp, filter="data")
+                        bar.update(1)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise RecipeError(
+                f"cannot extract {tgz}: {exc}. Delete it (or pass force=True) to download again."
+            ) from exc
+        pkg = tmp / "package"
+        if not (pkg / "dist").is_dir():
+            raise RecipeError(f"{tgz} does not contain package/dist/; is it really {PACKAGE}?")
+        try:
+            meta = json.loads((pkg / "package.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RecipeError(f"{tgz}: unreadable package/package.json ({exc})") from exc
+        if meta.get("name") != PACKAGE or meta.get("version") != version:
+            raise RecipeError(
+                f"{tgz} holds {meta.get('name')}@{meta.get('version')}, expected {PACKAGE}@{version}; "
+                f"delete it (or pass force=True)"
+            )
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root / "package"
+
+
+def fetch_package(
+    cache_dir: Path,
+    version: str = DEFAULT_VERSION,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Download ``chinese-poetry@version`` with ``npm pack`` (no install) and extract it.
+
+    Returns ``cache_dir/chinese-poetry-<version>/package`` (it holds ``dist/``). Cached: when that
+    directory exists nothing is downloaded; when only ``cache_dir/chinese-poetry-<version>.tgz``
+    exists (e.g. copied there by hand on an offline machine) it is extracted without npm.
+    ``force=True`` deletes both and fetches again. Extraction goes to a temporary directory that
+    is renamed when complete, so an interrupted run never leaves a half-extracted cache.
+    """
+    cache_dir = Path(cache_dir).expanduser()
+    root = cache_dir / f"{PACKAGE}-{version}"
+    pkg = root / "package"
+    tgz = cache_dir / f"{PACKAGE}-{version}.tgz"
+    if force:
+        shutil.rmtree(root, ignore_errors=True)
+        tgz.unlink(missing_ok=True)
+    elif (pkg / "dist").is_dir():
+        return pkg
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RecipeError(f"cannot create cache directory {cache_dir}: {exc}") from exc
+    if not tgz.is_file():
+        tgz = _npm_pack(version, cache_dir, progress)
+    return _extract(tgz, root, version, progress)

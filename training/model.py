@@ -1,0 +1,119 @@
+"""Model building: any Hugging Face encoder + a linear or multi-kernel CNN token-classification head.
+
+The CNN head follows the SikuBERT sentence-segmentation scripts: parallel 1-D convolutions with kernel
+sizes 3/5/7 over the encoder's hidden states, ReLU, concatenation, dropout, then a linear classifier. It is a
+``PreTrainedModel`` whose config is the encoder's own config plus ``tagsmith_head`` / ``cnn_*`` attributes,
+so ``save_pretrained`` / ``from_pretrained`` round-trip it like any transformers model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import TokenClassifierOutput
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def _encoder_from_config(config: PretrainedConfig) -> nn.Module:
+    try:
+        return AutoModel.from_config(config, add_pooling_layer=False)
+    except TypeError:  # encoders without a pooler take no such argument
+        return AutoModel.from_config(config)
+
+
+class EncoderCnnForTokenClassification(PreTrainedModel):
+    config_class = PretrainedConfig
+    base_model_prefix = "encoder"
+    supports_gradient_checkpointing = True
+
+    def __init__(self, config: PretrainedConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.encoder = _encoder_from_config(config)
+        hidden = config.hidden_size
+        self.convs = nn.ModuleList(
+            nn.Conv1d(hidden, config.cnn_filters, kernel, padding=kernel // 2) for kernel in config.cnn_kernels
+        )
+        self.dropout = nn.Dropout(config.cnn_dropout)
+        self.classifier = nn.Linear(config.cnn_filters * len(config.cnn_kernels), config.num_labels)
+        self.post_init()
+
+    def _init_weights(self, module):
+        std = getattr(self.config, "initializer_range", 0.02)
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            module.weight.data.normal_(mean=0.0, std=std)
+            if module.bias is not None:
+                module.bias.data.zero_()
+        elif isinstance(module, nn.Embedding):
+            module.weight.data.normal_(mean=0.0, std=std)
+            if module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.data.fill_(1.0)
+            module.bias.data.zero_()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        encoder_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            encoder_inputs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**encoder_inputs).last_hidden_state  # (batch, seq, hidden)
+        if attention_mask is not None:  # keep padding out of the convolution windows
+            hidden = hidden * attention_mask.unsqueeze(-1).to(hidden.dtype)
+        features = hidden.transpose(1, 2)
+        convolved = torch.cat([torch.relu(conv(features)) for conv in self.convs], dim=1).transpose(1, 2)
+        logits = self.classifier(self.dropout(convolved))
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1), ignore_index=-100)
+        return TokenClassifierOutput(loss=loss, logits=logits)
+
+
+def _label_maps(labels: list[str]) -> dict:
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
+
+
+def build_tagging_model(labels: list[str], head, encoder_config: PretrainedConfig | None = None, pretrained: str | None = None):
+    """A new tagging model: from a pretrained encoder (hub id / path) or from ``encoder_config`` (scratch)."""
+    if pretrained is not None:
+        config = AutoConfig.from_pretrained(pretrained, **_label_maps(labels))
+    else:
+        config = encoder_config
+        for key, value in _label_maps(labels).items():
+            setattr(config, key, value)
+    config.tagsmith_head = head.type
+    if head.type == "linear":
+        if pretrained is not None:
+            return AutoModelForTokenClassification.from_pretrained(pretrained, config=config)
+        return AutoModelForTokenClassification.from_config(config)
+    config.cnn_kernels = list(head.cnn_kernels)
+    config.cnn_filters = head.cnn_filters
+    config.cnn_dropout = head.cnn_dropout
+    config.architectures = [EncoderCnnForTokenClassification.__name__]
+    model = EncoderCnnForTokenClassification(config)
+    if pretrained is not None:
+        try:
+            encoder = AutoModel.from_pretrained(pretrained, add_pooling_layer=False)
+        except TypeError:
+            encoder = AutoModel.from_pretrained(pretrained)
+        model.encoder.load_state_dict(encoder.state_dict())
+    return model
+
+
+def load_tagging_model(path: str | Path):
+    """Load a tagging checkpoint written by ``save_pretrained`` (linear or CNN head), with clear errors."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: not a checkpoint directory (no config.json)")
+    try:
+        config = AutoConfig.from_pretrained(path)
+        if getattr(config, "tagsmith_head", "linear") == "cnn":
+            return EncoderCnnForTokenClassification.from_pretrained(path, config=config)
+        return AutoModelForTokenClassification.from_pretrained(path, config=config)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise CheckpointError(f"{path}: cannot load checkpoint: {error}") from error

@@ -1,0 +1,58 @@
+"""PyTorch inference on a run's ``best/`` checkpoint (the reference path; serving uses ONNX)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from tagsmith.convert import to_script
+from tagsmith.tasks import get_task
+from training.features import decode, encode_windows, merge_logits
+from training.model import CheckpointError, load_tagging_model
+from training.tokenizer import load_tokenizer
+
+
+def read_manifest(path: Path) -> dict:
+    manifest = Path(path) / "tagsmith.json"
+    if not manifest.is_file():
+        raise CheckpointError(f"{path}: no tagsmith.json; expected a run's best/ directory")
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{manifest}: corrupt manifest: {error}") from None
+
+
+class TaggingPredictor:
+    def __init__(self, path: str | Path, batch_size: int = 32):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        self.task = get_task(self.manifest["task"])
+        self.model = load_tagging_model(self.path).eval()
+        self.tokenizer = load_tokenizer(self.path)
+        self.batch_size = batch_size
+        self.bias = float(self.manifest.get("decision_bias", 0.0))
+        self.bias_ids = [self.task.labels.index(l) for l in self.manifest.get("bias_labels", [])]
+
+    @torch.inference_mode()
+    def char_logits(self, texts: list[str]):
+        texts = [to_script(t, self.manifest.get("script", "keep")) for t in texts]
+        windowed = encode_windows(texts, self.tokenizer, self.manifest["max_length"], self.manifest["window_overlap"])
+        outputs = []
+        for start in range(0, len(windowed.features), self.batch_size):
+            batch = self.tokenizer.pad(windowed.features[start:start + self.batch_size], return_tensors="pt")
+            outputs.extend(self.model(**batch).logits.float().numpy())
+        width = max(o.shape[0] for o in outputs)
+        import numpy as np
+
+        padded = np.zeros((len(outputs), width, outputs[0].shape[-1]), dtype=np.float32)
+        for i, o in enumerate(outputs):
+            padded[i, : o.shape[0]] = o
+        return merge_logits(windowed, padded)
+
+    def predict(self, texts: list[str]) -> list[list[str]]:
+        return [decode(l, self.task.labels, self.bias_ids, self.bias) for l in self.char_logits(texts)]
+
+    def render(self, texts: list[str]) -> list[str]:
+        return [self.task.render(t, labels) for t, labels in zip(texts, self.predict(texts))]

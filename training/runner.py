@@ -1,0 +1,246 @@
+"""What every training run shares, whatever the task: the run dir, logging, Trainer arguments, signals,
+atomic checkpoints, resume, and the files a finished run leaves (DESIGN.md "Run dir")."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback, TrainingArguments
+
+from tagsmith import __version__
+from tagsmith.config import ExperimentConfig, dump_config
+
+log = logging.getLogger("tagsmith")
+
+#: exit code of a run stopped by SIGTERM / SIGUSR1 after saving a checkpoint: "requeue me and --resume"
+EXIT_REQUEUE = 75
+COMPLETE_MARKER = ".complete"
+
+
+class RunDirError(RuntimeError):
+    pass
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def prepare_run_dir(config: ExperimentConfig, resume: bool, overwrite: bool) -> Path:
+    run_dir = config.run_dir
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        if not overwrite:
+            raise RunDirError(f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over")
+        if is_main_process():
+            shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if is_main_process():
+        dump_config(config, run_dir / "config.yaml")
+    return run_dir
+
+
+def setup_logging(run_dir: Path) -> None:
+    """Timestamped lines to RUN_DIR/train.log (rank 0 only) and the console."""
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    for name in ("tagsmith", "transformers.trainer"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        for handler in list(logger.handlers):
+            if getattr(handler, "_tagsmith", False):
+                logger.removeHandler(handler)
+        if is_main_process():
+            file_handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+            file_handler.setFormatter(formatter)
+            file_handler._tagsmith = True
+            logger.addHandler(file_handler)
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in log.handlers):
+        console = logging.StreamHandler()
+        console.setFormatter(formatter)
+        log.addHandler(console)
+    log.propagate = False
+
+
+def training_arguments(config: ExperimentConfig, run_dir: Path, metric: str, defaults: dict) -> TrainingArguments:
+    """Project defaults, then the config's ``trainer:`` keys, which win."""
+    arguments = {
+        "output_dir": str(run_dir / "checkpoints"),
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "logging_strategy": "steps",
+        "logging_steps": 50,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": metric,
+        "greater_is_better": True,
+        "save_total_limit": 2,
+        "report_to": [],
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": False,
+        "use_cpu": not _cuda_available(),
+        "ddp_find_unused_parameters": False,
+    }
+    arguments.update(defaults)
+    arguments.update(config.trainer)
+    if arguments.get("save_strategy") != arguments.get("eval_strategy") and arguments.get("load_best_model_at_end"):
+        arguments["save_strategy"] = arguments["eval_strategy"]
+    try:
+        return TrainingArguments(**arguments)
+    except (TypeError, ValueError) as error:
+        raise RunDirError(f"config trainer: {error}") from None
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# --- checkpoints and signals ---------------------------------------------------------------------------------
+
+
+class CompleteCheckpointCallback(TrainerCallback):
+    """Marks a checkpoint complete only after the Trainer wrote all of it; resume ignores unmarked ones."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                _fsync_tree(folder)
+                marker = folder / COMPLETE_MARKER
+                marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"), encoding="utf-8")
+                _fsync_path(marker)
+        return control
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            _fsync_path(path)
+
+
+def latest_complete_checkpoint(run_dir: Path) -> Path | None:
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return None
+    complete = [
+        p for p in folder.glob("checkpoint-*") if (p / COMPLETE_MARKER).is_file() and p.name.split("-")[-1].isdigit()
+    ]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+class StopOnSignalCallback(TrainerCallback):
+    """SIGTERM / SIGUSR1 (SLURM's warning before the time limit, or preemption) -> save at the next step, stop."""
+
+    def __init__(self):
+        self.received: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.received = signum
+        log.warning("received %s: saving a checkpoint at the next step, then exiting %d", signal.Signals(signum).name, EXIT_REQUEUE)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.received is not None:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+class LogHistoryCallback(TrainerCallback):
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in logs.items()}
+            log.info("step %d epoch %.2f %s", state.global_step, state.epoch or 0, json.dumps(shown, ensure_ascii=False))
+
+
+# --- what a finished run leaves ---------------------------------------------------------------------------------
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def data_hashes(config: ExperimentConfig) -> dict:
+    paths = {"train": config.data.train, "validation": config.data.validation, "test": config.data.test}
+    paths.update({f"file:{p}": p for p in config.data.files})
+    return {name: sha256_file(p) for name, p in paths.items() if p and Path(p).is_file()}
+
+
+def write_json(path: Path, value: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=2, default=_plain), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _plain(value):
+    try:
+        return value.item()
+    except AttributeError:
+        return str(value)
+
+
+def manifest(config: ExperimentConfig, **fields) -> dict:
+    return {
+        "tagsmith_version": __version__,
+        "task": config.task,
+        "run": config.name,
+        "max_length": config.max_length,
+        "window_overlap": config.window_overlap,
+        "script": config.data.script,
+        "base_model": config.model.name_or_path or "scratch",
+        "head": config.model.head.type,
+        "data_sha256": data_hashes(config),
+        "git_commit": git_commit(),
+        **fields,
+    }
+
+
+def plot_curves(log_history: list[dict], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
+    evals = [(h["step"], h.get("eval_loss"), h.get(f"eval_{metric}")) for h in log_history if "eval_loss" in h]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    if train:
+        left.plot(*zip(*train), label="train loss")
+    if evals:
+        left.plot([e[0] for e in evals], [e[1] for e in evals], marker="o", label="validation loss")
+        right.plot([e[0] for e in evals], [e[2] for e in evals], marker="o", color="tab:green")
+    left.set_xlabel("step"), left.set_title("loss"), left.legend()
+    right.set_xlabel("step"), right.set_title(f"validation {metric}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,244 @@
+"""Training a character tagger (segmentation, punctuation) with the Hugging Face Trainer."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import BertConfig, DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer
+
+from tagsmith.config import ExperimentConfig
+from tagsmith.records import validate_splits, write_jsonl
+from tagsmith.tasks import get_task
+from training import runner
+from training.features import decode, encode_windows, merge_logits
+from training.model import build_tagging_model
+from training.tokenizer import build_char_tokenizer, load_tokenizer
+
+log = runner.log
+BIAS_GRID = np.round(np.arange(-2.0, 6.01, 0.25), 2)
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, items: list[dict]):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+def prepare_train_records(config: ExperimentConfig, records: list[dict]) -> list[dict]:
+    """Oversample by ``kind`` and cap, both seeded and logged (the data itself is never altered)."""
+    out = []
+    for record in records:
+        out.extend([record] * int(config.data.oversample.get(record.get("kind"), 1)))
+    if config.data.max_train_records and len(out) > config.data.max_train_records:
+        out = random.Random(config.seed).sample(out, config.data.max_train_records)
+    if len(out) != len(records):
+        log.info("training records: %d in file -> %d after oversample %s / cap %d",
+                 len(records), len(out), config.data.oversample, config.data.max_train_records)
+    return out
+
+
+def cap_eval(config: ExperimentConfig, records: list[dict]) -> list[dict]:
+    if config.data.max_eval_records and len(records) > config.data.max_eval_records:
+        return random.Random(config.seed).sample(records, config.data.max_eval_records)
+    return records
+
+
+def make_tokenizer(config: ExperimentConfig, run_dir: Path, texts: list[str]):
+    if config.model.name_or_path:
+        return load_tokenizer(config.model.name_or_path)
+    saved = run_dir / "tokenizer"
+    if (saved / "tokenizer.json").is_file():  # resume: the vocabulary must not change
+        return load_tokenizer(saved)
+    scratch = config.model.scratch
+    tokenizer = build_char_tokenizer(texts, saved, scratch.min_char_count, scratch.max_vocab_size)
+    tokenizer.save_pretrained(saved)
+    log.info("built a character vocabulary of %d tokens from the training data", len(tokenizer))
+    return tokenizer
+
+
+def scratch_encoder_config(config: ExperimentConfig, tokenizer) -> BertConfig:
+    s = config.model.scratch
+    return BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=s.hidden_size,
+        num_hidden_layers=s.num_hidden_layers,
+        num_attention_heads=s.num_attention_heads,
+        intermediate_size=s.intermediate_size,
+        max_position_embeddings=max(s.max_position_embeddings, config.max_length),
+        hidden_dropout_prob=s.hidden_dropout_prob,
+        attention_probs_dropout_prob=s.attention_probs_dropout_prob,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def label_weights(config: ExperimentConfig, labels: tuple[str, ...], train_labels: list[list[str]]) -> torch.Tensor | None:
+    if config.class_weighting == "none":
+        return None
+    counts = Counter(label for seq in train_labels for label in seq)
+    total = sum(counts.values())
+    weights = []
+    for label in labels:
+        balanced = total / (len(labels) * max(counts[label], 1))
+        weights.append(balanced ** 0.5 if config.class_weighting == "sqrt" else balanced)
+    log.info("class weights (%s): %s", config.class_weighting, dict(zip(labels, np.round(weights, 3).tolist())))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def weighted_loss(weights: torch.Tensor):
+    def compute(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        loss = torch.nn.functional.cross_entropy(
+            logits.view(-1, logits.shape[-1]).float(), labels.view(-1), weight=weights.to(logits.device),
+            ignore_index=-100, reduction="sum",
+        )
+        denominator = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
+        return loss / denominator.to(loss.device) if torch.is_tensor(denominator) else loss / denominator
+
+    return compute
+
+
+def scalar_metrics(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def tune_bias(task, gold: list[list[str]], char_logits: list[np.ndarray]) -> tuple[float, dict]:
+    """The additive logit bias for the task's rare labels that maximises the main metric on validation."""
+    bias_ids = [task.labels.index(label) for label in task.bias_labels]
+    best = (None, -1.0, None)
+    for bias in BIAS_GRID:
+        predicted = [decode(lg, task.labels, bias_ids, float(bias)) for lg in char_logits]
+        scores = task.score(gold, predicted)
+        if scores[task.main_metric] > best[1] + 1e-9:
+            best = (float(bias), scores[task.main_metric], scores)
+    return best[0], best[2]
+
+
+def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> int:
+    task = get_task(config.task)
+    splits = validate_splits(
+        {"train": config.data.train, "validation": config.data.validation, "test": config.data.test}, task
+    )
+    if "train" not in splits or "validation" not in splits:
+        raise runner.RunDirError(f"{config.name}: data.train and data.validation are required for {task.name}")
+    run_dir = runner.prepare_run_dir(config, resume, overwrite)
+    runner.setup_logging(run_dir)
+    log.info("run %s: task %s, run dir %s", config.name, task.name, run_dir)
+
+    train_records = prepare_train_records(config, splits["train"])
+    validation_records = cap_eval(config, splits["validation"])
+    test_records = cap_eval(config, splits.get("test") or [])
+    tokenizer = make_tokenizer(config, run_dir, [r["text"] for r in splits["train"]])
+    label_index = {label: i for i, label in enumerate(task.labels)}
+
+    def windows(records):
+        ids = [[label_index[l] for l in r["labels"]] for r in records]
+        return encode_windows([r["text"] for r in records], tokenizer, config.max_length, config.window_overlap, ids)
+
+    train_windows, validation_windows = windows(train_records), windows(validation_records)
+    log.info("windows: train %d, validation %d (max_length %d, overlap %d)",
+             len(train_windows.features), len(validation_windows.features), config.max_length, config.window_overlap)
+
+    pretrained = config.model.name_or_path
+    encoder_config = None if pretrained else scratch_encoder_config(config, tokenizer)
+    model = build_tagging_model(list(task.labels), config.model.head, encoder_config, pretrained)
+    log.info("model: %s head, %.2fM parameters", config.model.head.type, sum(p.numel() for p in model.parameters()) / 1e6)
+
+    validation_gold = [r["labels"] for r in validation_records]
+
+    def compute_metrics(prediction):
+        logits = prediction.predictions
+        if len(logits) != len(validation_windows.features):  # another eval set: score windows as they are
+            return {}
+        predicted = [decode(lg, task.labels) for lg in merge_logits(validation_windows, logits)]
+        return scalar_metrics(task.score(validation_gold, predicted))
+
+    stopper = runner.StopOnSignalCallback()
+    weights = label_weights(config, task.labels, [r["labels"] for r in train_records])
+    trainer = Trainer(
+        model=model,
+        args=runner.training_arguments(config, run_dir, task.main_metric, {}),
+        train_dataset=ListDataset(train_windows.features),
+        eval_dataset=ListDataset(validation_windows.features),
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        compute_metrics=compute_metrics,
+        compute_loss_func=weighted_loss(weights) if weights is not None else None,
+        callbacks=[
+            EarlyStoppingCallback(config.early_stopping_patience),
+            runner.CompleteCheckpointCallback(),
+            runner.LogHistoryCallback(),
+            stopper,
+        ],
+    )
+    checkpoint = runner.latest_complete_checkpoint(run_dir) if resume else None
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    started = time.time()
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if stopper.received is not None:
+        log.warning("stopped by signal at step %d; resume with --resume", trainer.state.global_step)
+        return runner.EXIT_REQUEUE
+    train_seconds = time.time() - started
+    if not trainer.is_world_process_zero():
+        return 0
+    trainer.compute_metrics = None  # from here on predictions are scored below, per merged text
+
+    validation_logits = merge_logits(validation_windows, trainer.predict(ListDataset(validation_windows.features)).predictions)
+    bias, validation_scores = (0.0, task.score(validation_gold, [decode(l, task.labels) for l in validation_logits]))
+    if config.tune_decision:
+        bias, validation_scores = tune_bias(task, validation_gold, validation_logits)
+        log.info("decision bias %.2f on %s tuned on validation: %s %.4f", bias, task.bias_labels, task.main_metric,
+                 validation_scores[task.main_metric])
+    bias_ids = [task.labels.index(label) for label in task.bias_labels]
+
+    results = {
+        "task": task.name,
+        "run": config.name,
+        "global_step": trainer.state.global_step,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "train_seconds": round(train_seconds, 1),
+        "train_chars_per_second": round(
+            sum(len(r["text"]) for r in train_records) * (trainer.state.epoch or 0) / max(train_seconds, 1e-9), 1
+        ),
+        "decision_bias": bias,
+        "validation": validation_scores,
+    }
+    if test_records:
+        test_windows = windows(test_records)
+        started = time.time()
+        test_logits = merge_logits(test_windows, trainer.predict(ListDataset(test_windows.features)).predictions)
+        seconds = time.time() - started
+        gold = [r["labels"] for r in test_records]
+        predicted = [decode(l, task.labels, bias_ids, bias) for l in test_logits]
+        results["test"] = task.score(gold, predicted)
+        results["test_without_bias"] = scalar_metrics(task.score(gold, [decode(l, task.labels) for l in test_logits]))
+        results["inference_chars_per_second"] = round(sum(len(r["text"]) for r in test_records) / max(seconds, 1e-9), 1)
+        write_jsonl(run_dir / "test_predictions.jsonl", (
+            {"text": r["text"], "gold": r["labels"], "predicted": p, "output": task.render(r["text"], p),
+             "gold_output": task.render(r["text"], r["labels"])}
+            for r, p in zip(test_records, predicted)
+        ))
+        log.info("test %s: %s", task.main_metric, round(results["test"][task.main_metric], 4))
+    results["config"] = config.to_dict()
+
+    best = run_dir / "best"
+    trainer.save_model(str(best))
+    tokenizer.save_pretrained(str(best))
+    runner.write_json(best / "tagsmith.json", runner.manifest(
+        config, labels=list(task.labels), bias_labels=list(task.bias_labels), decision_bias=bias,
+        metrics={"validation": scalar_metrics(validation_scores), "test": scalar_metrics(results.get("test", {}))},
+    ))
+    runner.write_json(run_dir / "results.json", results)
+    runner.plot_curves(trainer.state.log_history, task.main_metric, run_dir / "curves.png")
+    log.info("done: best model in %s, results in %s", best, run_dir / "results.json")
+    return 0
