@@ -7,6 +7,7 @@ the Trainer can do is configurable without code here.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,21 @@ def apply_override(values: dict, assignment: str) -> None:
         target = target.setdefault(key, {})
         if not isinstance(target, dict):
             raise ConfigError(f"override {assignment!r}: {key} is not a mapping")
-    target[keys[-1]] = yaml.safe_load(raw)
+    target[keys[-1]] = _coerce_number(yaml.safe_load(raw))
+
+
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _coerce_number(value):
+    """YAML 1.1 reads ``2e-5`` (no dot) as a string; every learning rate in the wild is written that way."""
+    if isinstance(value, str) and _FLOAT.match(value):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _coerce_number(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coerce_number(v) for v in value]
+    return value
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None) -> ExperimentConfig:
@@ -144,7 +159,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: invalid YAML: {error}") from None
-    values = dict(values or {})
+    values = _coerce_number(dict(values or {}))
     for assignment in overrides or []:
         apply_override(values, assignment)
     where = str(path) if path else "config"

@@ -91,6 +91,8 @@ def training_arguments(config: ExperimentConfig, run_dir: Path, metric: str, def
     arguments.update(config.trainer)
     if arguments.get("save_strategy") != arguments.get("eval_strategy") and arguments.get("load_best_model_at_end"):
         arguments["save_strategy"] = arguments["eval_strategy"]
+    if arguments.get("load_best_model_at_end") and "eval_steps" in arguments and "save_steps" not in config.trainer:
+        arguments["save_steps"] = arguments["eval_steps"]  # the best model must be a saved one
     try:
         return TrainingArguments(**arguments)
     except (TypeError, ValueError) as error:

@@ -28,12 +28,20 @@ load_config() {
 
 # RUNNER: the command prefix that puts the project's Python environment in front of a command:
 # nothing (CONTAINER=none, with VENV activated when it exists) or `apptainer exec` of the image.
+# TAGSMITH: the CLI, `tagsmith` where installed (always in the image), else `python -m tagsmith.cli`
+# from the checkout. TORCHRUN_TARGET: the same for torchrun.
 set_runner() {
     RUNNER=()
+    TAGSMITH=(tagsmith)
+    TORCHRUN_TARGET=(--no-python tagsmith)
     if [[ $CONTAINER == none ]]; then
         if [[ -f $VENV/bin/activate ]]; then
             # shellcheck disable=SC1091
             source "$VENV/bin/activate"
+        fi
+        if ! command -v tagsmith >/dev/null; then
+            TAGSMITH=(python -m tagsmith.cli)
+            TORCHRUN_TARGET=(-m tagsmith.cli)
         fi
         return
     fi

@@ -102,7 +102,7 @@ class _Source:
     kind: str
     pattern: str  # glob relative to package/dist
     part: Callable[[str], str] | str | None = None  # id part from the file stem; None: one file
-    clean: Callable[[str], str] | None = None  # extra per-paragraph cleanup
+    fixes: tuple[Callable[[list[str]], list[str]], ...] = ()  # source-specific cleanup
 
     def part_of(self, path: Path) -> str | None:
         if self.part is None or isinstance(self.part, str):
@@ -114,15 +114,82 @@ def _after(prefix: str) -> Callable[[str], str]:
     return lambda stem: stem[len(prefix):] if stem.startswith(prefix) else stem
 
 
-# Variant-reading notes inside the text: "(明明 一作：佼佼)", "（不足貴 一作：何足貴；…）".
-_VARIANT_NOTE = re.compile(r"\s*[(（][^()（）]{0,60}?一作[:：][^()（）]{0,80}[)）]")
-# Footnote markers of the huajianji preface, pointing into its notes field: "[12]".
-_FOOTNOTE_MARK = re.compile(r"\[\d{1,3}\]")
+# ---- cleanup of editorial apparatus (not of marks: those are the converter's business) -------
+# Paragraph separator while a document's paragraphs are cleaned as one string (so that a note
+# that starts in one paragraph and ends in the next is found); not used by the source text.
+_SEP = "\x1f"
+_NUMERAL = "〇零一二三四五六七八九十百千"
+# Variant-reading notes: "(明明 一作：佼佼)", "(說 通：悅)", "(徵 通 徵)", "(試 一作 始)", possibly
+# broken over paragraphs ("...如霜。(回樂", "一作：回樂", "）"). "卷八百六十一作" is not one.
+_VARIANT_NOTE = re.compile(
+    rf"[ \t\u3000]*[(（][^()（）]{{0,80}}?(?<![{_NUMERAL}])(?:一作|通)[\s:：][^()（）]{{0,120}}?[)）]"
+)
+_EMPTY_PARENS = re.compile(r"[(（][\s\x1f]*[)）]")
+# Pinyin glosses: "陂(bēi)", "擪(ye)".
+_PINYIN_GLOSS = re.compile(r"[(（][a-zA-Zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜü]{1,8}[)）]")
+# Source lines appended by the editor: "（選自《左傳》）".
+_SOURCE_NOTE = re.compile(r"[(（]選自[^()（）]{0,40}[)）]")
 
 
-def _strip_footnotes(text: str) -> str:
-    return _FOOTNOTE_MARK.sub("", text)
+def _common_fixes(text: str) -> str:
+    text = _VARIANT_NOTE.sub("", text)
+    text = _SOURCE_NOTE.sub("", text)
+    text = _PINYIN_GLOSS.sub("", text)
+    return _EMPTY_PARENS.sub("", text)
 
+
+def _strip_footnote_marks(paras: list[str]) -> list[str]:
+    """huajianji preface: "[12]" markers pointing into its notes field."""
+    return [re.sub(r"\[\d{1,3}\]", "", p) for p in paras]
+
+
+def _strip_numbered_footnotes(paras: list[str]) -> list[str]:
+    """mengzi: "...見且猶1不得亟...」1. 猶 : 或作「由」。..." (a marker and its note, inline)."""
+    out = []
+    for p in paras:
+        p = re.sub(r"(?<=[」。！？])\s*\d{1,2}\.\s.*$", "", p)
+        out.append(re.sub(r"(?<=[\u4e00-\u9fff])\d{1,2}(?=[\u4e00-\u9fff])", "", p))
+    return out
+
+
+def _strip_editorial_parens(paras: list[str]) -> list[str]:
+    """quantangshi / quansongshi: drop every (possibly nested, possibly multi-paragraph) span in
+    full-width parentheses. In these files they are the editors' apparatus, not poem text:
+    sources "（見《文苑英華》卷三四）", notes "（按：…）" "（〖1〗…）", collation "（「王顏」，蔣、項皆云
+    當作「玉顏」。…）", variants "（一作「欲」）", corrections "智裁（哉）", placeholders "（同前）".
+    An unclosed "（" drops the rest of the document (a note running to the end)."""
+    text = _SEP.join(paras)
+    if "（" not in text:
+        return paras
+    out: list[str] = []
+    depth = 0
+    for ch in text:
+        if ch == "（":
+            depth += 1
+        elif ch == "）" and depth:
+            depth -= 1
+        elif depth == 0 or ch == _SEP:
+            out.append(ch)
+    return "".join(out).split(_SEP)
+
+
+_PLACEHOLDER = re.compile(r"^(?:詩題[:：].*|無正文。?|空。?|缺。?)$")
+
+
+def _drop_placeholders(paras: list[str]) -> list[str]:
+    """quansongshi "存目" records ("詩題：…首句：…") and "無正文。" stand-ins for lost poems."""
+    return [p for p in paras if not _PLACEHOLDER.match(p.strip())]
+
+
+_LINE_ATTRIBUTION = re.compile(r"[ \t]*—+[^，。！？；：、「」『』《》—]{0,8}$")
+
+
+def _strip_line_attributions(paras: list[str]) -> list[str]:
+    """yudingquantangshi linked verses (聯句): "絕域降附天下平，——李世民" names each line's poet."""
+    return [_LINE_ATTRIBUTION.sub("", p) for p in paras]
+
+
+_QTS_FIXES = (_strip_editorial_parens, _drop_placeholders)
 
 # Order matters only for iteration order. Every JSON file of the 2.0.1 package matches exactly
 # one source below or one entry of SKIPPED.
@@ -131,22 +198,25 @@ _SOURCES: tuple[_Source, ...] = (
     _Source("lunyu", "prose", "lunyu/lunyu.json"),
     _Source("daxue", "prose", "sishuwujing/daxue.json"),
     _Source("zhongyong", "prose", "sishuwujing/zhongyong.json"),
-    _Source("mengzi", "prose", "sishuwujing/mengzi.json"),
+    _Source("mengzi", "prose", "sishuwujing/mengzi.json", fixes=(_strip_numbered_footnotes,)),
     _Source("guwenguanzhi", "prose", "mengxue/guwenguanzhi.json"),
     _Source("youxueqionglin", "prose", "mengxue/youxueqionglin.json"),
     _Source("youmengying", "prose", "youmengying/youmengying.json"),
     _Source("zhuzijiaxun", "prose", "mengxue/zhuzijiaxun.json"),
     _Source("shenglvqimeng", "prose", "mengxue/shenglvqimeng.json"),
     _Source("huajianji_preface", "prose", "wudaishici/huajianji/huajianji-0-preface.json",
-            clean=_strip_footnotes),
+            fixes=(_strip_footnote_marks,)),
     # --- verse: poems, ci, qu, songs, rhymed primers -----------------------------------------
     _Source("shijing", "verse", "shijing/shijing.json"),
     _Source("chuci", "verse", "chuci/chuci.json"),
     _Source("caocaoshiji", "verse", "caocaoshiji/caocao.json"),
-    _Source("quantangshi", "verse", "quantangshi/poet.tang.*.json", part=_after("poet.tang.")),
-    _Source("quantangshi", "verse", "quantangshi/唐诗补录.json", part="bulu"),
-    _Source("quansongshi", "verse", "quantangshi/poet.song.*.json", part=_after("poet.song.")),
-    _Source("yudingquantangshi", "verse", "yudingquantangshi/json/*.json", part=_after("")),
+    _Source("quantangshi", "verse", "quantangshi/poet.tang.*.json", part=_after("poet.tang."),
+            fixes=_QTS_FIXES),
+    _Source("quantangshi", "verse", "quantangshi/唐诗补录.json", part="bulu", fixes=_QTS_FIXES),
+    _Source("quansongshi", "verse", "quantangshi/poet.song.*.json", part=_after("poet.song."),
+            fixes=_QTS_FIXES),
+    _Source("yudingquantangshi", "verse", "yudingquantangshi/json/*.json", part=_after(""),
+            fixes=(_strip_line_attributions,)),
     _Source("tangshisanbaishou", "verse", "quantangshi/唐诗三百首.json", part="quantangshi"),
     _Source("tangshisanbaishou", "verse", "mengxue/tangshisanbaishou.json", part="mengxue"),
     _Source("shuimotangshi", "verse", "shuimotangshi/shuimotangshi.json"),
@@ -309,16 +379,11 @@ def _text_field(rec: dict) -> list[str]:
     raise RecipeError(f"no text field ({', '.join(_TEXT_KEYS)}) in record with keys {sorted(rec)}")
 
 
-def _clean_paragraphs(raw: list[str], extra: Callable[[str], str] | None) -> list[str]:
-    out = []
-    for text in raw:
-        text = _VARIANT_NOTE.sub("", text)
-        if extra is not None:
-            text = extra(text)
-        text = text.strip()
-        if text and _HAN.search(text):
-            out.append(text)
-    return out
+def _clean_paragraphs(raw: list[str], fixes: Iterable[Callable[[list[str]], list[str]]]) -> list[str]:
+    paras = _common_fixes(_SEP.join(p.replace(_SEP, "") for p in raw)).split(_SEP)
+    for fix in fixes:
+        paras = fix(paras)
+    return [p for p in (p.strip() for p in paras) if p and _HAN.search(p)]
 
 
 def _meta(rec: dict, keys: Iterable[str]) -> str:
@@ -343,7 +408,7 @@ def _file_documents(source: _Source, path: Path, dist: Path) -> Iterator[Documen
             raw = _text_field(rec)
         except RecipeError as exc:
             raise RecipeError(f"{rel} at {where}: {exc}") from None
-        paragraphs = _clean_paragraphs(raw, source.clean)
+        paragraphs = _clean_paragraphs(raw, source.fixes)
         if not paragraphs:
             continue
         yield Document(
