@@ -9,10 +9,21 @@ from tagsmith.convert import ConversionReport, punctuated_to_record
 from tagsmith.records import write_jsonl
 from tagsmith.split import split_by_document
 
-#: The huge regular-verse collections (16M characters of 5/7-character lines punctuated at fixed places)
+#: The huge regular-verse collections (21M characters of 5/7-character lines punctuated at fixed places)
 #: teach almost nothing about prose punctuation; they go into the mlm corpus, not the tagging records.
-TAGGING_EXCLUDED = ("quantangshi", "yudingquantangshi")
-RECIPE_VERSION = 1
+#: qianziwen has no punctuation at all and dizigui separates lines by spaces: no labels to learn from.
+TAGGING_EXCLUDED = ("quantangshi", "quansongshi", "yudingquantangshi", "qianziwen", "dizigui")
+RECIPE_VERSION = 3
+BROKEN = "\ufffd"
+
+
+def _drop_broken_lines(path: Path) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if BROKEN not in line]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return len(lines) - len(kept)
 
 
 def build_chinese_poetry(out_dir: str | Path, cache_dir: str | Path, script: str = "simplified",
@@ -33,17 +44,24 @@ def build_chinese_poetry(out_dir: str | Path, cache_dir: str | Path, script: str
     for task in ("segmentation", "punctuation"):
         report = ConversionReport()
         records = []
+        corrupt = 0
         for document in chinese_poetry.iter_documents(package, collections, progress=progress):
-            for number, paragraph in enumerate(document.paragraphs):
-                record = punctuated_to_record(paragraph, task, script, report)
-                if record is not None:
-                    records.append({**record, "doc": document.id, "kind": document.kind,
-                                    "collection": document.collection})
+            if any(BROKEN in p for p in document.paragraphs):
+                corrupt += 1  # mojibake upstream (a few songci): unknowable characters, not trainable
+                continue
+            # one record per document: a whole poem or chapter gives the model context across lines;
+            # long documents are windowed at training time, never truncated
+            record = punctuated_to_record("".join(document.paragraphs), task, script, report)
+            if record is not None:
+                records.append({**record, "doc": document.id, "kind": document.kind,
+                                "collection": document.collection})
         splits, split_report = split_by_document(records, seed=seed)
         for name, split_records in splits.items():
             write_jsonl(out_dir / task / f"{name}.jsonl", split_records)
-        meta["tasks"][task] = {"conversion": report.as_dict(), "split": split_report}
+        meta["tasks"][task] = {"conversion": report.as_dict(), "split": split_report,
+                               "documents_skipped_with_U+FFFD": corrupt}
     meta["corpus"] = chinese_poetry.write_corpus(package, out_dir / "corpus.txt", progress=progress)
+    meta["corpus"]["lines_skipped_with_U+FFFD"] = _drop_broken_lines(out_dir / "corpus.txt")
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     return meta

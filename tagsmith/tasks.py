@@ -170,7 +170,53 @@ PUNCTUATION = TaggingTask(
     main_metric="micro_f1",
 )
 
-TASKS: dict[str, object] = {SEGMENTATION.name: SEGMENTATION, PUNCTUATION.name: PUNCTUATION}
+@dataclass(frozen=True)
+class ClassificationTask:
+    """Text classification. ``labels`` empty = taken from the training data (any label set)."""
+
+    name: str
+    labels: tuple[str, ...] = ()
+    positive_label: str | None = None  # binary: the class whose threshold is tuned
+    main_metric: str = "macro_f1"
+    kind: str = "classification"
+
+    def validate_record(self, record: dict) -> list[str]:
+        problems = _check_text(record)
+        if problems:
+            return problems
+        if "label" in record:
+            label = record["label"]
+            if not isinstance(label, str):
+                return [f"'label' must be a string, got {type(label).__name__}"]
+            if self.labels and label not in self.labels:
+                return [f"unknown label {label!r}; expected one of {', '.join(self.labels)}"]
+            return []
+        if isinstance(record.get("labels"), dict):
+            bad = {k: v for k, v in record["labels"].items() if v not in (0, 1)}
+            return [f"'labels' values must be 0 or 1, got {bad}"] if bad else []
+        return ["missing field 'label' (or a 'labels' mapping for multi-label)"]
+
+
+@dataclass(frozen=True)
+class MlmTask:
+    """Masked-LM continued pretraining: records are just text."""
+
+    name: str = "mlm"
+    labels: tuple[str, ...] = ()
+    main_metric: str = "perplexity"
+    kind: str = "mlm"
+
+    def validate_record(self, record: dict) -> list[str]:
+        return _check_text(record)
+
+
+TOXICITY = ClassificationTask(name="toxicity", labels=("non-toxic", "toxic"), positive_label="toxic")
+CLASSIFICATION = ClassificationTask(name="classification")
+MLM = MlmTask()
+
+TASKS: dict[str, object] = {
+    task.name: task for task in (SEGMENTATION, PUNCTUATION, TOXICITY, CLASSIFICATION, MLM)
+}
 
 
 class UnknownTaskError(KeyError):

@@ -46,3 +46,11 @@ def merge_windows(length: int, spans: Sequence[tuple[int, int]], window_values: 
         merged[positions[take]] = values[take]
         best[start:end] = np.where(take, margin, best[start:end])
     return merged
+
+
+def decode(char_logits: np.ndarray, labels: Sequence[str], bias_ids: Sequence[int] = (), bias: float = 0.0) -> list[str]:
+    """Per-character logits -> labels, after adding the tuned decision ``bias`` to the rare labels' logits."""
+    scores = np.array(char_logits, dtype=np.float32, copy=True)
+    if bias:
+        scores[:, list(bias_ids)] += bias
+    return [labels[i] for i in scores.argmax(-1)]

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tagsmith.windows import merge_windows, window_spans
+from tagsmith.windows import decode, merge_windows, window_spans  # noqa: F401 (decode re-exported)
 
 
 @dataclass
@@ -69,10 +69,3 @@ def merge_logits(windowed: Windowed, logits: np.ndarray) -> list[np.ndarray]:
         parts = per_record[index]
         merged.append(merge_windows(length, [span for span, _ in parts], [v for _, v in parts]))
     return merged
-
-
-def decode(char_logits: np.ndarray, labels: Sequence[str], bias_ids: Sequence[int] = (), bias: float = 0.0) -> list[str]:
-    scores = char_logits.copy()
-    if bias:
-        scores[:, list(bias_ids)] += bias
-    return [labels[i] for i in scores.argmax(-1)]

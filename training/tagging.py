@@ -16,47 +16,18 @@ from tagsmith.config import ExperimentConfig
 from tagsmith.records import validate_splits, write_jsonl
 from tagsmith.tasks import get_task
 from training import runner
+from training.datasets import ListDataset, cap_eval, prepare_train_records, scalar_metrics
 from training.features import decode, encode_windows, merge_logits
 from training.model import build_tagging_model
-from training.tokenizer import build_char_tokenizer, load_tokenizer
+from training.tokenizer import build_char_tokenizer, load_tokenizer, resolve_model_path
 
 log = runner.log
 BIAS_GRID = np.round(np.arange(-2.0, 6.01, 0.25), 2)
 
 
-class ListDataset(torch.utils.data.Dataset):
-    def __init__(self, items: list[dict]):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
-
-
-def prepare_train_records(config: ExperimentConfig, records: list[dict]) -> list[dict]:
-    """Oversample by ``kind`` and cap, both seeded and logged (the data itself is never altered)."""
-    out = []
-    for record in records:
-        out.extend([record] * int(config.data.oversample.get(record.get("kind"), 1)))
-    if config.data.max_train_records and len(out) > config.data.max_train_records:
-        out = random.Random(config.seed).sample(out, config.data.max_train_records)
-    if len(out) != len(records):
-        log.info("training records: %d in file -> %d after oversample %s / cap %d",
-                 len(records), len(out), config.data.oversample, config.data.max_train_records)
-    return out
-
-
-def cap_eval(config: ExperimentConfig, records: list[dict]) -> list[dict]:
-    if config.data.max_eval_records and len(records) > config.data.max_eval_records:
-        return random.Random(config.seed).sample(records, config.data.max_eval_records)
-    return records
-
-
 def make_tokenizer(config: ExperimentConfig, run_dir: Path, texts: list[str]):
     if config.model.name_or_path:
-        return load_tokenizer(config.model.name_or_path)
+        return load_tokenizer(resolve_model_path(config.model.name_or_path))
     saved = run_dir / "tokenizer"
     if (saved / "tokenizer.json").is_file():  # resume: the vocabulary must not change
         return load_tokenizer(saved)
@@ -108,10 +79,6 @@ def weighted_loss(weights: torch.Tensor):
     return compute
 
 
-def scalar_metrics(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-
-
 def tune_bias(task, gold: list[list[str]], char_logits: list[np.ndarray]) -> tuple[float, dict]:
     """The additive logit bias for the task's rare labels that maximises the main metric on validation."""
     bias_ids = [task.labels.index(label) for label in task.bias_labels]
@@ -149,7 +116,7 @@ def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: boo
     log.info("windows: train %d, validation %d (max_length %d, overlap %d)",
              len(train_windows.features), len(validation_windows.features), config.max_length, config.window_overlap)
 
-    pretrained = config.model.name_or_path
+    pretrained = resolve_model_path(config.model.name_or_path) if config.model.name_or_path else None
     encoder_config = None if pretrained else scratch_encoder_config(config, tokenizer)
     model = build_tagging_model(list(task.labels), config.model.head, encoder_config, pretrained)
     log.info("model: %s head, %.2fM parameters", config.model.head.type, sum(p.numel() for p in model.parameters()) / 1e6)

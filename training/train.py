@@ -12,4 +12,12 @@ def train(config: ExperimentConfig, resume: bool = False, overwrite: bool = Fals
         from training.tagging import train_tagging
 
         return train_tagging(config, resume=resume, overwrite=overwrite)
+    if task.kind == "classification":
+        from training.classification import train_classification
+
+        return train_classification(config, resume=resume, overwrite=overwrite)
+    if task.kind == "mlm":
+        from training.mlm import train_mlm
+
+        return train_mlm(config, resume=resume, overwrite=overwrite)
     raise NotImplementedError(f"task kind {task.kind!r} has no trainer yet")

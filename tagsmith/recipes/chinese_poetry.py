@@ -18,10 +18,20 @@ What a :class:`Document` holds
     * fields that are commentary rather than text are never read: ``notes``, ``comment``
       (youmengying), ``prologue`` (shuimotangshi, songci), ``biography``, ``abstract``,
       ``preface``, ``origin``, ``spells``, ``strains``, ``tags``;
-    * two kinds of inline editorial apparatus are removed because they are notes, not text:
-      variant-reading notes such as ``(明明 一作：佼佼)`` (caocaoshiji, mengxue
-      tangshisanbaishou, ...) and the ``[12]`` footnote markers of the huajianji preface,
-      which point into its ``notes`` field.
+    * inline editorial apparatus is removed, because it is notes, not text:
+      variant readings ``(明明 一作：佼佼)`` / ``(說 通：悅)`` (also when broken over
+      paragraphs), pinyin glosses ``陂(bēi)``, empty ``()``, ``（選自《左傳》）``, everywhere; the
+      huajianji preface's ``[12]`` footnote markers; mengzi's one inline numbered footnote;
+      yudingquantangshi's ``——李世民`` line attributions in linked verses; and in quantangshi /
+      quansongshi every span in full-width parentheses (sources, collation notes, ``（按：…）``,
+      ``（〖1〗…）``, ``（一作「欲」）``, ``（同前）``: these files use them for nothing else) plus
+      the ``詩題：…首句：…`` / ``無正文。`` stand-ins for lost poems.
+
+    Everything else that is odd is left for the converter to decide on: ``□`` (lost
+    character), ``[襟]`` (supplied character), ``{山/淪}`` (glyph descriptions), mojibake in
+    yudingquantangshi (``zw``, ``q0``) and songci (kana, Cyrillic, U+FFFD), stage directions
+    ``(旦云)`` in yuanqu, refrains ``（举棹）`` in huajianji, internal spaces (dizigui uses spaces
+    as its only separator; guwenguanzhi has stray ones).
 
 Granularity (one document is ...)
     a chapter (篇) for lunyu, mengzi, daxue, zhongyong, youxueqionglin, dizigui, shenglvqimeng,
@@ -55,7 +65,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +183,7 @@ def _strip_editorial_parens(paras: list[str]) -> list[str]:
     return "".join(out).split(_SEP)
 
 
-_PLACEHOLDER = re.compile(r"^(?:詩題[:：].*|無正文。?|空。?|缺。?)$")
+_PLACEHOLDER = re.compile(r"^(?:詩題[:：].*|無正文。?|空。?)$")
 
 
 def _drop_placeholders(paras: list[str]) -> list[str]:
@@ -243,15 +253,18 @@ for _s in _SOURCES:
     COLLECTIONS.setdefault(_s.collection, _s.kind)
 del _s
 
-#: collection -> collections it (partly) duplicates, as another edition or a selection.
+#: collection -> collections it (partly) duplicates, as another edition or a selection
+#: (measured on 2.0.1 by matching first lines after simplified/traditional folding).
 OVERLAPS: dict[str, tuple[str, ...]] = {
-    "yudingquantangshi": ("quantangshi",),  # 御定全唐詩: another edition of the Tang poems
-    "tangshisanbaishou": ("quantangshi", "yudingquantangshi"),
-    "shuimotangshi": ("quantangshi", "yudingquantangshi", "tangshisanbaishou"),
-    "qianjiashi": ("quantangshi", "quansongshi", "tangshisanbaishou"),
+    # 御定全唐詩: another edition of the Tang poems; a quarter of its records are exact copies
+    "yudingquantangshi": ("quantangshi",),
+    "tangshisanbaishou": ("quantangshi", "yudingquantangshi", "shuimotangshi", "qianjiashi"),
+    "shuimotangshi": ("quantangshi", "tangshisanbaishou", "yudingquantangshi", "qianjiashi"),
+    "qianjiashi": ("quantangshi", "quansongshi", "tangshisanbaishou", "shuimotangshi",
+                   "yudingquantangshi"),
     "songcisanbaishou": ("songci",),
-    "huajianji": ("songci",),
-    "nantang": ("songci",),
+    "huajianji": ("quantangshi", "yudingquantangshi"),  # 全唐詩 includes the Five Dynasties ci
+    "nantang": ("quantangshi", "yudingquantangshi"),
 }
 
 #: path pattern (relative to package/dist) -> why it is not text to read.
@@ -421,6 +434,12 @@ def _file_documents(source: _Source, path: Path, dist: Path) -> Iterator[Documen
         )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _progress_bar(total: int, desc: str, unit: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -507,6 +526,7 @@ def write_corpus(
                 per["characters"] += len(line)
                 stats["documents"] += 1
                 stats["characters"] += len(line)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp creates 0600
         os.replace(tmp_name, out_path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -521,7 +541,10 @@ def write_corpus(
 
 def _tail(text: str, lines: int = 15) -> str:
     kept = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
-    return "\n".join(kept[-lines:]) or "(npm printed nothing on stderr)"
+    tail = kept[-lines:]
+    # npm prints the error code first ("npm error code ENOTFOUND"); keep it even in a long trace
+    codes = [ln for ln in kept[:-lines] if re.match(r"npm (?:error|ERR!) code ", ln)]
+    return "\n".join(codes[:1] + tail) or "(npm printed nothing on stderr)"
 
 
 def _npm_pack(version: str, cache_dir: Path, progress: bool) -> Path:
@@ -595,6 +618,7 @@ def _extract(tgz: Path, root: Path, version: str, progress: bool) -> Path:
                 f"{tgz} holds {meta.get('name')}@{meta.get('version')}, expected {PACKAGE}@{version}; "
                 f"delete it (or pass force=True)"
             )
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         if root.exists():
             shutil.rmtree(root)
         os.replace(tmp, root)

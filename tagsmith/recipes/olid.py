@@ -184,6 +184,7 @@ def fetch_olid(
             "source": "local",
             "path": str(src),
             "sha256": _sha256(src),
+            "unescape_quotes": True,
             "validation_fraction": float(validation_fraction),
             "test_fraction": float(test_fraction),
             "seed": int(seed),
@@ -206,7 +207,7 @@ def fetch_olid(
             return old
 
     if local_copy is not None:
-        records = read_olid(src)
+        records = read_olid(src, unescape_quotes=True)  # the file CSV-escapes 1,057 tweets
         try:
             splits = _split_local(records, validation_fraction, test_fraction, seed)
         except ValueError as exc:  # e.g. a split too small to hold every class

@@ -1,0 +1,181 @@
+"""``tagsmith export``: a run's best/ checkpoint -> a model package (ONNX fp32, int8 when it keeps the accuracy).
+
+Steps: check the checkpoint; export fp32 ONNX; keep ONNX Runtime's transformer graph optimisation when it
+keeps parity and is faster; quantise to int8 (and fp16 on request); run the validation split through PyTorch
+and every ONNX model with ``serving.runtime``; publish int8 only when its task metric is within ``max_drop``
+of PyTorch's; write the manifest with the sha256 of every file; move the package into place.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from export import onnx_models, package
+from export.checkpoint import ExportError, inspect_checkpoint
+from export.parity import evaluate, find_eval_data, int8_verdict, make_eval, read_records
+from export.reference import load_reference
+from serving.runtime import RUNTIMES, TokenIds
+
+
+@dataclass
+class ExportOptions:
+    out: Path | None = None  # default models/<task>
+    data: Path | None = None  # default: data.validation of RUN_DIR/config.yaml
+    int8: bool = True
+    per_channel: bool = True
+    reduce_range: bool = False  # 7-bit weights for CPUs without VNNI
+    fp16: bool = False
+    optimize: str = "auto"  # auto (when parity holds and it is faster) | always (when parity holds) | never
+    max_drop: float = 0.005  # largest allowed fall of the int8 task metric below PyTorch's (0-1 scale)
+    atol: float = 1e-3  # largest allowed |logit difference| between ONNX fp32 and PyTorch
+    max_records: int = 500  # evaluation records (seeded sample of the file)
+    opset: int = onnx_models.OPSET
+    threads: int | None = None
+    seed: int = 0
+
+
+def export_package(checkpoint_path: str | Path, options: ExportOptions | None = None,
+                   say: Callable[[str], None] = print) -> dict:
+    """Export ``checkpoint_path`` to ``options.out``; returns the package manifest. Raises ExportError."""
+    options = options or ExportOptions()
+    if options.optimize not in ("auto", "always", "never"):
+        raise ExportError(f"optimize must be auto, always or never, got {options.optimize!r}")
+    checkpoint = inspect_checkpoint(checkpoint_path)
+    data = find_eval_data(checkpoint, options.data)
+    records = read_records(data, options.max_records, options.seed)
+    out = Path(options.out) if options.out else Path("models") / checkpoint.task
+    staging = package.staging_dir(out)
+    try:
+        manifest = _build(checkpoint, data, records, staging, options, say)
+        package.install(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _build(checkpoint, data: Path, records: list[dict], staging: Path, options: ExportOptions, say) -> dict:
+    started = time.time()
+    reference = load_reference(checkpoint)
+    tokenizer = reference.predictor.tokenizer if checkpoint.kind == "tagging" else reference.tokenizer
+    special = package.write_tokenizer(tokenizer, staging)
+    parameters = sum(p.numel() for p in reference.model.parameters())
+    manifest = package.base_manifest(checkpoint, tokenizer, special, parameters)
+    evaluation = make_eval(checkpoint.kind, records, manifest, staging, options.seed)
+    metric = evaluation.metric
+
+    def runtime(file: str, variant: str):
+        return RUNTIMES[checkpoint.kind](staging, {**manifest, "models": {variant: file}}, variant, threads=options.threads)
+
+    torch_result = evaluate(evaluation, reference)
+    say(f"PyTorch on {data} ({evaluation.size}): {metric} {torch_result.metric:.4f}")
+
+    fp32_file = staging / package.MODEL_FILES["fp32"]
+    onnx_models.export_fp32(checkpoint, reference.model, fp32_file, options.opset)
+    fp32 = evaluate(evaluation, runtime(fp32_file.name, "fp32"), torch_result)
+    if fp32.max_abs_logit_diff > options.atol:
+        raise ExportError(f"ONNX fp32 differs from PyTorch by up to {fp32.max_abs_logit_diff:.3g} in the logits "
+                          f"(allowed {options.atol:g}); nothing was published")
+    optimization, fp32 = _optimize(checkpoint, staging, fp32_file, fp32, evaluation, torch_result, runtime, options)
+    say(f"ONNX fp32: {metric} {fp32.metric:.4f}, max |logit diff| {fp32.max_abs_logit_diff:.2g}, "
+        f"agreement {fp32.agreement:.2%}; graph optimisation: {optimization['decision']}")
+
+    models = {"fp32": fp32_file.name}
+    parity = {"pytorch": torch_result.as_dict(metric), "onnx_fp32": fp32.as_dict(metric)}
+    published, reason, quantization = "fp32", "int8 not requested (--no-int8)", None
+    if options.int8:
+        int8_file = staging / package.MODEL_FILES["int8"]
+        quantization = onnx_models.quantize_int8(fp32_file, int8_file, options.per_channel, options.reduce_range)
+        int8 = evaluate(evaluation, runtime(int8_file.name, "int8"), torch_result)
+        refused = int8_verdict(torch_result, int8, options.max_drop)
+        parity["onnx_int8"] = {**int8.as_dict(metric), "published": refused is None}
+        say(f"ONNX int8: {metric} {int8.metric:.4f}, agreement with PyTorch {int8.agreement:.2%}")
+        if refused:
+            int8_file.unlink()
+            parity["onnx_int8"]["refused"] = refused
+            reason = f"int8 refused: {refused}; serving fp32"
+        else:
+            models["int8"], published = int8_file.name, "int8"
+            reason = f"int8 {metric} within {options.max_drop:g} of PyTorch"
+    if options.fp16:
+        parity["onnx_fp16"] = _fp16(fp32_file, staging, evaluation, torch_result, runtime, options, models)
+    say(f"published: {published} ({reason})")
+
+    manifest.update(
+        models=models,
+        published=published,
+        publish_reason=reason,
+        parity={"data": str(data.resolve()), **evaluation.size, "metric": metric, "max_drop": options.max_drop,
+                "atol": options.atol, **parity},
+        graph_optimization=optimization,
+        quantization=quantization,
+        versions=package.versions(),
+        export={"created": package.created(), "git_commit": package.git_commit(), "seconds": round(time.time() - started, 1),
+                "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}},
+    )
+    return package.finish_manifest(staging, manifest)
+
+
+def _optimize(checkpoint, staging, fp32_file, fp32, evaluation, torch_result, runtime, options):
+    """Keep ONNX Runtime's fused graph only when it keeps parity (and, for ``auto``, runs faster)."""
+    if options.optimize == "never":
+        return {"applied": False, "decision": "not requested"}, fp32
+    optimized_file = staging / "model.optimized.onnx"
+    try:
+        fused = onnx_models.optimize_graph(fp32_file, optimized_file, checkpoint.config)
+        optimized = evaluate(evaluation, runtime(optimized_file.name, "fp32"), torch_result)
+    except Exception as error:  # the optimizer raises assorted errors on graphs it does not understand
+        optimized_file.unlink(missing_ok=True)
+        return {"applied": False, "decision": f"optimizer failed: {error}"}, fp32
+    record = {"fused_operators": fused, "max_abs_logit_diff": float(f"{optimized.max_abs_logit_diff:.3g}")}
+    if optimized.max_abs_logit_diff > options.atol or optimized.agreement < fp32.agreement:
+        decision = f"rejected: parity (max |logit diff| {optimized.max_abs_logit_diff:.2g})"
+    elif options.optimize == "auto":
+        plain_ms, fused_ms = _compare_speed(runtime(fp32_file.name, "fp32"), runtime(optimized_file.name, "fp32"))
+        record.update(plain_ms=round(plain_ms, 3), optimized_ms=round(fused_ms, 3))
+        decision = (f"applied ({fused_ms:.2f} ms vs {plain_ms:.2f} ms per batch)" if fused_ms < plain_ms
+                    else f"rejected: not faster ({fused_ms:.2f} ms vs {plain_ms:.2f} ms per batch)")
+    else:
+        decision = "applied"
+    applied = decision.startswith("applied")
+    if applied:
+        optimized_file.replace(fp32_file)
+        fp32 = optimized
+    else:
+        optimized_file.unlink()
+    return {"applied": applied, "decision": decision, **record}, fp32
+
+
+def _compare_speed(plain, fused, rounds: int = 15, batch: int = 8) -> tuple[float, float]:
+    """Median milliseconds of one full-length batch for each session, measured interleaved."""
+    rng = np.random.default_rng(0)
+    vocab = plain.tokenizer.get_vocab_size()
+    sequences = [TokenIds(rng.integers(5, max(vocab, 6), plain.max_length).tolist()) for _ in range(batch)]
+    feed = plain.feed(sequences)
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for _ in range(rounds + 2):
+        for k, runtime in enumerate((plain, fused)):
+            start = time.perf_counter()
+            runtime.session.run(None, feed)
+            times[k].append(time.perf_counter() - start)
+    return tuple(float(np.median(t[2:]) * 1000) for t in (times[0], times[1]))
+
+
+def _fp16(fp32_file, staging, evaluation, torch_result, runtime, options, models) -> dict:
+    fp16_file = staging / package.MODEL_FILES["fp16"]
+    onnx_models.convert_fp16(fp32_file, fp16_file)
+    result = evaluate(evaluation, runtime(fp16_file.name, "fp16"), torch_result)
+    refused = int8_verdict(torch_result, result, options.max_drop)
+    record = {**result.as_dict(evaluation.metric), "published": False}
+    if refused:
+        fp16_file.unlink()
+        record["refused"] = refused.replace("int8", "fp16")
+    else:
+        models["fp16"] = fp16_file.name
+    return record

@@ -1,0 +1,139 @@
+"""Checkpoint -> ONNX fp32 -> (optimised graph) -> int8 / fp16 model files.
+
+Standard transformers heads go through optimum's exporter; the BERT+CNN tagging head, which optimum does not
+know, through ``torch.onnx.export`` (the TorchScript exporter: it writes one self-contained file, where the
+default dynamo exporter of torch >= 2.9 writes external data). Batch and sequence axes are dynamic in both.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+from export.checkpoint import Checkpoint, ExportError
+
+OPSET = 17
+OPTIMUM_TASK = {"tagging": "token-classification", "classification": "text-classification", "mlm": "fill-mask"}
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@contextmanager
+def quiet():
+    """Exporters warn a lot about things that do not apply here (tracer warnings, deprecations)."""
+    loggers = [logging.getLogger(name) for name in ("optimum", "transformers", "root", "onnxruntime")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def export_fp32(checkpoint: Checkpoint, model, out_file: Path, opset: int = OPSET) -> None:
+    """Write the fp32 ONNX model of ``checkpoint`` (``model`` is its loaded PyTorch model) to ``out_file``."""
+    with quiet():
+        if checkpoint.head == "cnn":
+            _export_with_torch(model, out_file, opset)
+        else:
+            _export_with_optimum(checkpoint, out_file, opset)
+    if any(out_file.parent.glob(out_file.name + "_data")) or any(out_file.parent.glob("*.onnx.data")):
+        raise ExportError(f"{out_file}: the exporter wrote external data; models over 2 GB are not supported")
+
+
+def _export_with_optimum(checkpoint: Checkpoint, out_file: Path, opset: int) -> None:
+    from optimum.exporters.onnx import main_export
+
+    with tempfile.TemporaryDirectory(prefix="tagsmith-optimum-") as folder:
+        try:
+            main_export(str(checkpoint.path), folder, task=OPTIMUM_TASK[checkpoint.kind], opset=opset,
+                        library_name="transformers", do_validation=False, device="cpu")
+        except Exception as error:  # optimum raises ValueError/KeyError/RuntimeError for unsupported models
+            raise ExportError(f"{checkpoint.path}: optimum could not export the model: {error}") from None
+        extra = [p.name for p in Path(folder).glob("model.onnx?*")]
+        if extra:
+            raise ExportError(f"{checkpoint.path}: the exporter wrote external data {extra}; models over 2 GB are not supported")
+        shutil.move(str(Path(folder) / "model.onnx"), out_file)
+
+
+def _logits_only(model):
+    """A module whose forward takes the three BERT inputs positionally and returns only the logits."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+    # eval() matters: torch.onnx.export restores the wrapper's own mode afterwards, and a new module is in
+    # training mode, which would switch dropout on in the caller's model
+    return LogitsOnly(model).eval()
+
+
+def _export_with_torch(model, out_file: Path, opset: int) -> None:
+    import torch
+
+    wrapper = _logits_only(model)
+    ids = torch.full((2, 8), 5, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    axes = {name: {0: "batch_size", 1: "sequence_length"} for name in INPUTS + ("logits",)}
+    try:
+        with torch.no_grad():
+            torch.onnx.export(wrapper, (ids, mask, torch.zeros_like(ids)), str(out_file), input_names=list(INPUTS),
+                              output_names=["logits"], dynamic_axes=axes, opset_version=opset, dynamo=False,
+                              do_constant_folding=True)
+    except Exception as error:  # torch.onnx raises several exception types for unsupported operators
+        raise ExportError(f"torch.onnx.export failed: {error}") from None
+    finally:
+        model.eval()
+
+
+def optimize_graph(src: Path, dst: Path, config: dict) -> dict:
+    """ONNX Runtime's transformer fusions (attention, layer norm, GELU) with model_type bert; returns the
+    counts of fused operators. Only portable fusions are used (opt_level 1, CPU)."""
+    from onnxruntime.transformers import optimizer
+
+    with quiet():
+        model = optimizer.optimize_model(str(src), model_type="bert", num_heads=int(config.get("num_attention_heads", 0)),
+                                         hidden_size=int(config.get("hidden_size", 0)), use_gpu=False)
+        model.save_model_to_file(str(dst))
+        fused = model.get_fused_operator_statistics()
+    return {name: count for name, count in fused.items() if count}
+
+
+def quantize_int8(src: Path, dst: Path, per_channel: bool = True, reduce_range: bool = False) -> dict:
+    """Dynamic int8 quantisation of the weights (activations quantised at run time).
+
+    ``reduce_range`` uses 7-bit weights, which avoids saturation on CPUs without VNNI (pre-Cascade Lake x86).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    settings = {"method": "dynamic", "weight_type": "QInt8", "per_channel": per_channel, "reduce_range": reduce_range}
+    with quiet():
+        # fused contrib operators (after optimize_graph) have no ONNX type inference: say their outputs are float
+        quantize_dynamic(src, dst, per_channel=per_channel, reduce_range=reduce_range, weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return settings
+
+
+def convert_fp16(src: Path, dst: Path) -> dict:
+    """fp16 weights and activations with fp32 inputs/outputs (for GPUs / CPUs with fast fp16)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with quiet():
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        onnx.save(model, str(dst))
+    return {"method": "float16", "keep_io_types": True}

@@ -1,0 +1,257 @@
+"""Masked-LM continued pretraining (domain adaptation), scored before and after on held-out text.
+
+Evaluation masks the held-out split ONCE with a fixed seed, so "before" and "after" are scored on exactly
+the same masked positions: perplexity = exp(mean cross-entropy over masked tokens), and top-1 / top-5
+accuracy of the original token among the model's predictions there.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, EarlyStoppingCallback, Trainer
+
+from tagsmith.config import ExperimentConfig
+from tagsmith.convert import to_script
+from tagsmith.records import DataValidationError, Problem, validate_file
+from tagsmith.tasks import get_task
+from training import runner
+from training.datasets import ListDataset
+from training.tokenizer import build_char_tokenizer, build_wordpiece_tokenizer, load_tokenizer, resolve_model_path
+
+log = runner.log
+
+
+def read_texts(config: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """(train texts, held-out texts): data.files (+ data.train) for training, data.validation or a seeded
+    fraction (options.validation_fraction) of the documents held out."""
+    task = get_task("mlm")
+    problems: list[Problem] = []
+    texts: list[str] = []
+    files = list(config.data.files) + ([config.data.train] if config.data.train else [])
+    if not files:
+        raise runner.RunDirError(f"{config.name}: mlm needs data.files (a list of .txt / JSONL files) or data.train")
+
+    def load(path):
+        parsed = validate_file(path, task)
+        problems.extend(parsed.problems)
+        return [to_script(r["text"], config.data.script) for r in parsed.records if isinstance(r, dict) and isinstance(r.get("text"), str)]
+
+    for path in files:
+        texts.extend(load(path))
+    held_out = load(config.data.validation) if config.data.validation else []
+    if problems:
+        raise DataValidationError(problems)
+    if not held_out:
+        fraction = float(config.options.get("validation_fraction", 0.05))
+        order = list(range(len(texts)))
+        random.Random(config.seed).shuffle(order)
+        cut = max(1, int(len(texts) * fraction))
+        held = set(order[:cut])
+        held_out = [texts[i] for i in sorted(held)]
+        texts = [t for i, t in enumerate(texts) if i not in held]
+    seen = set(texts)
+    leaked = sum(t in seen for t in held_out)
+    if leaked:
+        held_out = [t for t in held_out if t not in seen]
+        log.info("removed %d held-out texts that also occur in the training files", leaked)
+    return texts, held_out
+
+
+def chunk(texts: list[str], tokenizer, max_length: int, limit: int = 0, seed: int = 42) -> list[dict]:
+    """Tokenize each document and cut it into blocks of at most max_length tokens (nothing is dropped).
+
+    With a ``limit``, documents are taken in a seeded random order until that many blocks exist, so a quick
+    config does not tokenize a whole 24M-character corpus first.
+    """
+    order = list(range(len(texts)))
+    if limit:
+        random.Random(seed).shuffle(order)
+    blocks: list[dict] = []
+    for start in range(0, len(order), 5000):
+        batch = [texts[i] for i in order[start:start + 5000]]
+        encoded = tokenizer(batch, truncation=True, max_length=max_length, return_overflowing_tokens=True,
+                            stride=0, return_special_tokens_mask=True)
+        blocks.extend({"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
+                       "special_tokens_mask": encoded["special_tokens_mask"][i]}
+                      for i in range(len(encoded["input_ids"])))
+        if limit and len(blocks) >= limit:
+            return blocks[:limit]
+    return blocks
+
+
+def use_whole_word_mask(config: ExperimentConfig, tokenizer, texts: list[str]) -> bool:
+    """Whole-word masking where the tokenizer has words: WordPiece continuation pieces on spaced text."""
+    setting = config.options.get("whole_word_mask", "auto")
+    if setting != "auto":
+        return bool(setting)
+    has_pieces = any(token.startswith("##") for token in list(tokenizer.get_vocab())[:50000])
+    sample = "".join(texts[:200])
+    return has_pieces and sample.count(" ") > 0.05 * max(len(sample), 1)
+
+
+@torch.inference_mode()
+def masked_lm_scores(model, tokenizer, blocks: list[dict], mlm_probability: float, seed: int, batch_size: int = 32) -> dict:
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, mask_replace_prob=1.0,
+                                               random_replace_prob=0.0, seed=seed)
+    model.eval()
+    device = next(model.parameters()).device
+    total_loss, total, top1, top5 = 0.0, 0, 0, 0
+    for start in range(0, len(blocks), batch_size):
+        batch = collator([dict(b) for b in blocks[start:start + batch_size]])
+        labels = batch.pop("labels").to(device)
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        masked = labels != -100
+        if not masked.any():
+            continue
+        picked, gold = logits[masked].float(), labels[masked]
+        total_loss += torch.nn.functional.cross_entropy(picked, gold, reduction="sum").item()
+        best5 = picked.topk(min(5, picked.shape[-1]), dim=-1).indices
+        top1 += (best5[:, 0] == gold).sum().item()
+        top5 += (best5 == gold[:, None]).any(-1).sum().item()
+        total += int(masked.sum())
+    loss = total_loss / max(total, 1)
+    return {"perplexity": math.exp(min(loss, 50)), "loss": loss, "top1_accuracy": top1 / max(total, 1),
+            "top5_accuracy": top5 / max(total, 1), "masked_tokens": total}
+
+
+def make_tokenizer(config: ExperimentConfig, run_dir: Path, texts: list[str]):
+    if config.model.name_or_path:
+        return load_tokenizer(resolve_model_path(config.model.name_or_path))
+    saved = run_dir / "tokenizer"
+    if (saved / "tokenizer.json").is_file():
+        return load_tokenizer(saved)
+    kind = config.options.get("scratch_tokenizer", "char")
+    if kind == "char":
+        s = config.model.scratch
+        tokenizer = build_char_tokenizer(texts, saved, s.min_char_count, s.max_vocab_size)
+        tokenizer.save_pretrained(saved)
+    else:
+        tokenizer = build_wordpiece_tokenizer(texts, saved, config.model.scratch.max_vocab_size)
+    log.info("built a %s vocabulary of %d tokens", kind, len(tokenizer))
+    return tokenizer
+
+
+def build_model(config: ExperimentConfig, tokenizer):
+    if config.model.name_or_path:
+        return AutoModelForMaskedLM.from_pretrained(resolve_model_path(config.model.name_or_path))
+    s = config.model.scratch
+    return BertForMaskedLM(BertConfig(
+        vocab_size=len(tokenizer), hidden_size=s.hidden_size, num_hidden_layers=s.num_hidden_layers,
+        num_attention_heads=s.num_attention_heads, intermediate_size=s.intermediate_size,
+        max_position_embeddings=max(s.max_position_embeddings, config.max_length),
+        hidden_dropout_prob=s.hidden_dropout_prob, attention_probs_dropout_prob=s.attention_probs_dropout_prob,
+        pad_token_id=tokenizer.pad_token_id,
+    ))
+
+
+def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> int:
+    train_texts, held_out = read_texts(config)
+    if not held_out:
+        raise runner.RunDirError(f"{config.name}: no held-out text to evaluate on")
+    run_dir = runner.prepare_run_dir(config, resume, overwrite)
+    runner.setup_logging(run_dir)
+    tokenizer = make_tokenizer(config, run_dir, train_texts)
+    if tokenizer.mask_token is None:
+        raise runner.RunDirError(f"{config.model.name_or_path}: the tokenizer has no mask token")
+    max_length = min(config.max_length, getattr(tokenizer, "model_max_length", config.max_length) or config.max_length)
+    train_blocks = chunk(train_texts, tokenizer, max_length, config.data.max_train_records, config.seed)
+    eval_blocks = chunk(held_out, tokenizer, max_length, config.data.max_eval_records, config.seed)
+    log.info("run %s: %d training texts -> %d blocks, %d held-out texts -> %d blocks (max_length %d)",
+             config.name, len(train_texts), len(train_blocks), len(held_out), len(eval_blocks), max_length)
+    probability = float(config.options.get("mlm_probability", 0.15))
+    whole_word = use_whole_word_mask(config, tokenizer, train_texts)
+    model = build_model(config, tokenizer)
+    log.info("model: %s, %.2fM parameters, whole-word masking %s", config.model.name_or_path or "scratch BERT",
+             sum(p.numel() for p in model.parameters()) / 1e6, whole_word)
+    before = masked_lm_scores(model, tokenizer, eval_blocks, probability, config.seed)
+    log.info("before adaptation: %s", before)
+
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, whole_word_mask=whole_word,
+                                               seed=config.seed)
+    stopper = runner.StopOnSignalCallback()
+    args = runner.training_arguments(config, run_dir, "loss", {"greater_is_better": False})
+    trainer = Trainer(
+        model=model, args=args, data_collator=collator,
+        train_dataset=ListDataset(_with_offsets(train_blocks, tokenizer, whole_word)),
+        eval_dataset=ListDataset(_with_offsets(eval_blocks, tokenizer, whole_word)),
+        callbacks=[EarlyStoppingCallback(config.early_stopping_patience), runner.CompleteCheckpointCallback(),
+                   runner.LogHistoryCallback(), stopper],
+    )
+    checkpoint = runner.latest_complete_checkpoint(run_dir) if resume else None
+    started = time.time()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if stopper.received is not None:
+        return runner.EXIT_REQUEUE
+    seconds = time.time() - started
+    if not trainer.is_world_process_zero():
+        return 0
+    after = masked_lm_scores(trainer.model, tokenizer, eval_blocks, probability, config.seed)
+    log.info("after adaptation: %s", after)
+    tokens = sum(len(b["input_ids"]) for b in train_blocks) * (trainer.state.epoch or 0)
+    results = {
+        "task": "mlm", "run": config.name, "global_step": trainer.state.global_step, "train_seconds": round(seconds, 1),
+        "train_tokens_per_second": round(tokens / max(seconds, 1e-9), 1), "whole_word_mask": whole_word,
+        "mlm_probability": probability, "held_out_texts": len(held_out),
+        "before": before, "after": after,
+        "perplexity_change": after["perplexity"] - before["perplexity"],
+        "config": config.to_dict(),
+    }
+    best = run_dir / "best"
+    trainer.save_model(str(best))
+    tokenizer.save_pretrained(str(best))
+    runner.write_json(best / "tagsmith.json", runner.manifest(
+        config, labels=[], mask_token=tokenizer.mask_token, metrics={"before": before, "after": after},
+    ))
+    runner.write_json(run_dir / "results.json", results)
+    runner.plot_curves(trainer.state.log_history, "loss", run_dir / "curves.png")
+    log.info("done: perplexity %.2f -> %.2f, top-5 %.3f -> %.3f; best model in %s", before["perplexity"],
+             after["perplexity"], before["top5_accuracy"], after["top5_accuracy"], best)
+    return 0
+
+
+def _with_offsets(blocks: list[dict], tokenizer, whole_word: bool) -> list[dict]:
+    if not whole_word:
+        return blocks
+    # whole-word masking finds word starts from character offsets; recover them per block
+    out = []
+    for block in blocks:
+        tokens = tokenizer.convert_ids_to_tokens(block["input_ids"])
+        offsets, position = [], 0
+        for token, special in zip(tokens, block["special_tokens_mask"]):
+            if special:
+                offsets.append((0, 0))
+                continue
+            piece = token[2:] if token.startswith("##") else token
+            start = position if token.startswith("##") else position + 1  # a gap before each new word
+            offsets.append((start, start + len(piece)))
+            position = start + len(piece)
+        out.append({**block, "offset_mapping": offsets})
+    return out
+
+
+def top_k_fills(path: str | Path, text: str, k: int = 5) -> list[list[tuple[str, float]]]:
+    """For each [MASK] in the text, the k most likely tokens with probabilities (PyTorch reference)."""
+    from tagsmith.convert import to_script as convert
+    from training.predict import read_manifest
+
+    manifest = read_manifest(Path(path))
+    tokenizer = load_tokenizer(path)
+    model = AutoModelForMaskedLM.from_pretrained(str(path)).eval()
+    if tokenizer.mask_token not in text:
+        raise ValueError(f"the text has no {tokenizer.mask_token} to fill")
+    encoded = tokenizer(convert(text, manifest.get("script", "keep")), return_tensors="pt", truncation=True,
+                        max_length=manifest["max_length"])
+    with torch.inference_mode():
+        logits = model(**encoded).logits[0]
+    fills = []
+    for position in (encoded["input_ids"][0] == tokenizer.mask_token_id).nonzero().flatten().tolist():
+        probs = logits[position].softmax(-1)
+        values, ids = probs.topk(k)
+        fills.append([(tokenizer.convert_ids_to_tokens(int(i)), round(float(v), 4)) for v, i in zip(values, ids)])
+    return fills
+
