@@ -36,12 +36,18 @@ def find_eval_data(checkpoint: Checkpoint, data: Path | None) -> Path:
         config = load_config(config_file)
     except ConfigError as error:
         raise ExportError(f"{error}; pass --data FILE") from None
-    path = config.data.validation
-    if not path:
+    # mlm runs often hold out a fraction of data.files instead of naming a validation file
+    candidates = [("data.validation", config.data.validation), ("data.test", config.data.test)]
+    if checkpoint.kind == "mlm":
+        candidates += [("data.files", path) for path in config.data.files] + [("data.train", config.data.train)]
+    named = [(key, path) for key, path in candidates if path]
+    if not named:
         raise ExportError(f"{config_file}: no data.validation; pass --data FILE")
-    if not Path(path).is_file():
-        raise ExportError(f"validation data {path} (from {config_file}) not found; pass --data FILE")
-    return Path(path)
+    for _, path in named:
+        if Path(path).is_file():
+            return Path(path)
+    key, path = named[0]
+    raise ExportError(f"{key} {path} (from {config_file}) not found; pass --data FILE")
 
 
 def read_records(path: Path, max_records: int, seed: int = 0) -> list[dict]:
@@ -116,7 +122,7 @@ class ClassificationEval:
             binary = len(self.labels) == 2
             self._score = lambda p: classification_metrics(
                 p, self.gold, self.labels, self.threshold if binary else None, self.positive if binary else None)
-        self.metric = manifest.get("main_metric") or ("micro_f1" if self.multi_label else "macro_f1")
+        self.metric = manifest.get("main_metric") or ("micro_f1" if self.multi_label else _task_metric(manifest["task"]))
 
     def outputs(self, predictor) -> np.ndarray:
         return np.asarray(predictor.logits(self.texts), dtype=np.float32)
@@ -145,6 +151,15 @@ class ClassificationEval:
     @property
     def size(self) -> dict:
         return {"texts": len(self.texts)}
+
+
+def _task_metric(task_name: str) -> str:
+    from tagsmith.tasks import get_task
+
+    try:
+        return get_task(task_name).main_metric
+    except KeyError:
+        return "macro_f1"
 
 
 class MaskedLMEval:

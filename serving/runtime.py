@@ -271,7 +271,7 @@ class TaggingRuntime(Runtime):
         scores = np.array(logits, dtype=np.float32, copy=True)
         if self.bias:
             scores[:, self.bias_ids] += self.bias
-        return softmax(scores).max(-1).round(6).tolist()
+        return [round(float(p), 6) for p in softmax(scores).max(-1)]
 
 
 def _first_token_logits(word_ids: Sequence[int | None], logits: np.ndarray, n_chars: int) -> np.ndarray:

@@ -174,20 +174,107 @@ def train(
 def predict(
     model: Path = typer.Argument(..., help="A run's best/ directory."),
     texts: List[str] = typer.Argument(None, help="Texts; read from stdin (one per line) when none are given."),
+    top_k: int = typer.Option(5, help="mlm: how many fills to show per [MASK]."),
 ):
-    """Print segmented / punctuated text (or labels) for each input."""
+    """Print segmented / punctuated text, the class, or the top-k fills of each [MASK]."""
     from training.model import CheckpointError
-    from training.predict import TaggingPredictor
+    from training.predict import ClassificationPredictor, TaggingPredictor, read_manifest
 
     texts = texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
         fail("no input text")
     try:
-        predictor = TaggingPredictor(model)
-    except CheckpointError as error:
+        kind = _task_kind(read_manifest(model)["task"])
+        if kind == "tagging":
+            for line in TaggingPredictor(model).render(texts):
+                print(line)
+        elif kind == "classification":
+            for text, result in zip(texts, ClassificationPredictor(model).predict(texts)):
+                print(json.dumps({"text": text, **result}, ensure_ascii=False))
+        else:
+            from training.mlm import top_k_fills
+
+            for text in texts:
+                print(json.dumps({"text": text, "fills": top_k_fills(model, text, top_k)}, ensure_ascii=False))
+    except (CheckpointError, ValueError, KeyError) as error:
         fail(str(error))
-    for line in predictor.render(texts):
-        print(line)
+
+
+def _task_kind(name: str) -> str:
+    from tagsmith.tasks import get_task
+
+    return get_task(name).kind
+
+
+@app.command("export")
+def export(
+    path: Path = typer.Argument(..., help="A run's best/ checkpoint (or, with --verify, a model package)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Package directory (default models/<task>)."),
+    verify: bool = typer.Option(False, "--verify", help="Only recheck the sha256 of every file of the package PATH."),
+    data: Optional[Path] = typer.Option(None, help="Evaluation records (default: data.validation of RUN_DIR/config.yaml)."),
+    int8: bool = typer.Option(True, "--int8/--no-int8", help="Quantise to int8 and publish it if it passes the gate."),
+    per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="int8 weight scales per channel."),
+    reduce_range: bool = typer.Option(False, help="7-bit int8 weights, for CPUs without VNNI."),
+    fp16: bool = typer.Option(False, help="Also add an fp16 model (not published; load it with prefer='fp16')."),
+    optimize: str = typer.Option("auto", help="ONNX Runtime graph fusion: auto (if parity holds and faster), always, never."),
+    max_drop: float = typer.Option(0.005, help="Largest allowed drop of the int8 task metric below PyTorch (0-1 scale)."),
+    atol: float = typer.Option(1e-3, help="Largest allowed |logit difference| of ONNX fp32 from PyTorch."),
+    max_records: int = typer.Option(500, help="Evaluation records used by the parity gate (seeded sample)."),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads for the parity runs."),
+):
+    """Export a checkpoint to an ONNX model package (fp32 + int8 when it keeps the accuracy), or --verify one."""
+    if verify:
+        from serving.runtime import PackageError, hash_problems, read_manifest
+
+        try:
+            problems = hash_problems(path, read_manifest(path))
+        except PackageError as error:
+            fail(str(error), 1)
+        for problem in problems:
+            print(f"{path}/{problem}")
+        if problems:
+            fail(f"{path}: {len(problems)} file(s) do not match the manifest", 1)
+        console.print(f"[green]{path}: every file matches its sha256[/]", highlight=False)
+        return
+    from export.checkpoint import ExportError
+    from export.exporter import ExportOptions, export_package
+
+    options = ExportOptions(out=out, data=data, int8=int8, per_channel=per_channel, reduce_range=reduce_range, fp16=fp16,
+                            optimize=optimize, max_drop=max_drop, atol=atol, max_records=max_records, threads=threads)
+    try:
+        manifest = export_package(path, options, say=lambda line: console.print(line, highlight=False))
+    except ExportError as error:
+        fail(str(error), 1)
+    target = out or Path("models") / manifest["task"]
+    console.print(f"[green]package in {target}: serves {manifest['published']}[/] ({manifest['publish_reason']})",
+                  highlight=False)
+
+
+@app.command("bench")
+def bench(
+    package: Path = typer.Argument(..., help="A model package (models/<task>)."),
+    data: Optional[Path] = typer.Option(None, help="Records to time (default: the package's evaluation data)."),
+    backends: str = typer.Option("pytorch,onnx-fp32,onnx-int8", help="Comma-separated backends to compare."),
+    texts: int = typer.Option(256, help="Texts for throughput (the data is cycled when shorter)."),
+    latency_texts: int = typer.Option(100, help="Texts timed one at a time for the latency percentiles."),
+    batch_size: int = typer.Option(32, help="Texts per call in the throughput run."),
+    threads: Optional[int] = typer.Option(None, help="Threads for every backend (default: all cores)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for benchmark.json / .png (default: the package)."),
+    record: bool = typer.Option(True, "--record/--no-record", help="Keep the figures in the package's tagsmith.json."),
+):
+    """Latency, throughput, size, peak memory and metric of PyTorch vs ONNX fp32 vs ONNX int8."""
+    from export.benchmark import run_benchmark, table
+    from export.checkpoint import ExportError
+    from serving.runtime import PackageError
+
+    try:
+        result = run_benchmark(package, data, [b.strip() for b in backends.split(",") if b.strip()], texts=texts,
+                               latency_texts=latency_texts, batch_size=batch_size, threads=threads, out=out,
+                               record=record, say=lambda line: console.print(line, highlight=False))
+    except (ExportError, PackageError) as error:
+        fail(str(error), 1)
+    Console().print(table(result))
+    console.print(f"wrote {', '.join(result['files'])}", highlight=False)
 
 
 def main() -> None:  # python -m tagsmith.cli (torchrun entry point)

@@ -182,7 +182,10 @@ def _check(config: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}: class_weighting must be none, balanced or sqrt")
     if config.max_length < 8:
         raise ConfigError(f"{where}: max_length must be at least 8")
-    if not 0 <= config.window_overlap < config.max_length - 2:
+    from tagsmith.tasks import TASKS
+
+    tagging = getattr(TASKS.get(config.task), "kind", None) == "tagging"
+    if tagging and not 0 <= config.window_overlap < config.max_length - 2:
         raise ConfigError(f"{where}: window_overlap must be in [0, max_length - 2)")
 
 

@@ -231,27 +231,30 @@ def test_sweep_array_trains_every_config(slurm_cluster, workspace):
 
 @pytest.mark.slow
 def test_signal_checkpoints_requeues_and_resumes(slurm_cluster, workspace):
-    max_steps = 300
-    config = workspace.config("segmentation", max_steps=max_steps, eval_steps=100)
+    max_steps = 100
+    config = workspace.config("segmentation", max_steps=max_steps, eval_steps=50)
     run_dir = workspace.runs / config.stem
     job_id = submit("train", env=workspace.env(CONFIG=str(config)))
 
-    def trained_steps() -> int:
+    def training_started() -> bool:
         log = run_dir / "train.log"
-        steps = re.findall(r"tagsmith: step (\d+) ", log.read_text()) if log.is_file() else []
-        return int(steps[-1]) if steps else 0
+        # Logged by Trainer.train(), after the trainer installed its signal handlers.
+        return log.is_file() and "***** Running training *****" in log.read_text()
+
+    def job_state() -> dict:
+        return job_info(job_id)
 
     try:
-        wait_for(lambda: trained_steps() >= 5, 180, "the trainer to log its first steps", interval=0.2)
+        wait_for(training_started, 180, "the trainer to start training", interval=0.1)
         # What SLURM sends before the time limit (--signal=B:USR1@...), without waiting for its ~30 s tick.
         assert jobs("checkpoint", job_id, env=workspace.env()).returncode == 0
-        info = wait_for(lambda: (i := job_info(job_id)) and int(i.get("Restarts", 0)) >= 1 and i, 120, "the requeue")
+        wait_for(lambda: int(job_state().get("Restarts", 0)) >= 1, 120, "the job to requeue itself")
         # A requeued job waits ~2 minutes (Reason=BeginTime) before it may start again: start it now.
-        wait_for(lambda: job_info(job_id).get("Reason") == "BeginTime" or job_info(job_id).get("JobState") != "PENDING",
+        wait_for(lambda: job_state().get("Reason") == "BeginTime" or job_state().get("JobState") != "PENDING",
                  60, "the requeued job to wait for its BeginTime")
-        if job_info(job_id).get("JobState") == "PENDING":
+        if job_state().get("JobState") == "PENDING":
             assert jobs("resume", job_id, env=workspace.env()).returncode == 0
-        info = wait_for(lambda: (i := job_info(job_id)).get("JobState") in ("COMPLETED", "FAILED", "CANCELLED") and i,
+        info = wait_for(lambda: (i := job_state()).get("JobState") in ("COMPLETED", "FAILED", "CANCELLED") and i,
                         240, "the resumed job to finish")
     except AssertionError as error:
         subprocess.run(["scancel", job_id])

@@ -56,3 +56,36 @@ class TaggingPredictor:
 
     def render(self, texts: list[str]) -> list[str]:
         return [self.task.render(t, labels) for t, labels in zip(texts, self.predict(texts))]
+
+
+class ClassificationPredictor:
+    def __init__(self, path: str | Path):
+        from transformers import AutoModelForSequenceClassification
+
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        try:
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(self.path)).eval()
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"{path}: cannot load checkpoint: {error}") from error
+        self.tokenizer = load_tokenizer(self.path)
+        self.labels = self.manifest["labels"]
+
+    @torch.inference_mode()
+    def probabilities(self, texts: list[str]):
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.manifest["max_length"], padding=True,
+                                 return_tensors="pt")
+        return self.model(**encoded).logits.float().softmax(-1).numpy()
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        threshold, positive = self.manifest.get("threshold"), self.manifest.get("positive_label")
+        out = []
+        for probs in self.probabilities(texts):
+            if threshold is not None and positive is not None:
+                p = float(probs[self.labels.index(positive)])
+                label = positive if p >= threshold else next(l for l in self.labels if l != positive)
+                out.append({"label": label, "probability": round(p, 4), "threshold": round(threshold, 4)})
+            else:
+                out.append({"label": self.labels[int(probs.argmax())],
+                            "probabilities": {l: round(float(x), 4) for l, x in zip(self.labels, probs)}})
+        return out

@@ -1,0 +1,130 @@
+"""End-to-end: toxicity classification and masked-LM adaptation through the real CLI; interruption + resume."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tagsmith.records import write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = [sys.executable, "-m", "tagsmith.cli"]
+
+RUDE = ["idiot", "stupid", "moron", "loser", "trash", "pathetic", "disgusting", "dumb"]
+NICE = ["lovely", "great", "kind", "thanks", "wonderful", "helpful", "friendly", "nice"]
+FILLER = ["you", "are", "the", "game", "today", "really", "this", "team", "was", "so", "people", "post"]
+
+
+def sentence(rng, words):
+    picked = rng.sample(FILLER, 4) + [rng.choice(words)]
+    rng.shuffle(picked)
+    return " ".join(picked)
+
+
+def toxicity_files(folder: Path) -> dict:
+    rng = random.Random(0)
+    seen, files = set(), {}
+    for split, n in (("train", 400), ("validation", 80), ("test", 80)):
+        records = []
+        while len(records) < n:
+            toxic = rng.random() < 0.3  # imbalanced, as real data is
+            text = sentence(rng, RUDE if toxic else NICE)
+            if text not in seen:
+                seen.add(text)
+                records.append({"text": text, "label": "toxic" if toxic else "non-toxic"})
+        files[split] = folder / f"{split}.jsonl"
+        write_jsonl(files[split], records)
+    return files
+
+
+def run(*args, timeout=600):
+    result = subprocess.run([*PYTHON, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def data_overrides(files):
+    return ["--set", f"data.train={files['train']}", "--set", f"data.validation={files['validation']}",
+            "--set", f"data.test={files['test']}"]
+
+
+@pytest.mark.slow
+def test_toxicity_trains_tunes_threshold_and_predicts(tmp_path):
+    files = toxicity_files(tmp_path)
+    run("train", "--config", ROOT / "training/configs/toxicity-tiny.yaml", *data_overrides(files),
+        "--set", f"output_dir={tmp_path}/runs", "--set", "trainer.max_steps=120", "--set", "trainer.eval_steps=40",
+        "--set", "max_length=16")
+    run_dir = tmp_path / "runs/toxicity-tiny"
+    results = json.loads((run_dir / "results.json").read_text())
+    # one word decides the label: a working pipeline separates the classes almost perfectly
+    assert results["test"]["macro_f1"] > 0.9, results["test"]
+    assert results["test"]["roc_auc"] > 0.95
+    matrix = results["test"]["confusion_matrix"]
+    assert matrix["labels"] == ["non-toxic", "toxic"] and sum(map(sum, matrix["matrix"])) == 80
+    manifest = json.loads((run_dir / "best/tagsmith.json").read_text())
+    assert 0 < manifest["threshold"] < 1 and manifest["positive_label"] == "toxic"
+    out = run("predict", run_dir / "best", "you are a stupid moron", "thanks you are so kind").stdout.splitlines()
+    predictions = [json.loads(line) for line in out if line.startswith("{")]
+    assert [p["label"] for p in predictions] == ["toxic", "non-toxic"]
+
+
+@pytest.mark.slow
+def test_mlm_before_after_and_fill_mask(tmp_path):
+    lines = ["天地玄黄，宇宙洪荒。日月盈昃，辰宿列张。", "寒来暑往，秋收冬藏。闰余成岁，律吕调阳。",
+             "云腾致雨，露结为霜。金生丽水，玉出昆冈。", "剑号巨阙，珠称夜光。果珍李柰，菜重芥姜。"]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(lines * 50) + "\n", encoding="utf-8")
+    held = tmp_path / "held.txt"
+    held.write_text("天地玄黄，宇宙洪荒。寒来暑往，秋收冬藏。\n云腾致雨，露结为霜。剑号巨阙，珠称夜光。\n", encoding="utf-8")
+    run("train", "--config", ROOT / "training/configs/mlm-tiny.yaml", "--set", f"data.files=[{corpus}]",
+        "--set", f"data.validation={held}", "--set", f"output_dir={tmp_path}/runs", "--set", "trainer.max_steps=80",
+        "--set", "trainer.eval_steps=40", "--set", "model.scratch.min_char_count=1", "--set", "max_length=32")
+    results = json.loads((tmp_path / "runs/mlm-tiny/results.json").read_text())
+    before, after = results["before"], results["after"]
+    assert before["masked_tokens"] == after["masked_tokens"] > 0  # the same masked positions both times
+    assert 1 < after["perplexity"] < before["perplexity"]
+    assert after["top5_accuracy"] >= before["top5_accuracy"]
+    out = run("predict", tmp_path / "runs/mlm-tiny/best", "天地玄[MASK]，宇宙洪荒。").stdout.splitlines()
+    fills = json.loads([l for l in out if l.startswith("{")][0])["fills"]
+    assert len(fills) == 1 and len(fills[0]) == 5
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_exits_75_and_resume_matches_uninterrupted(tmp_path):
+    files = toxicity_files(tmp_path)
+    common = ["train", "--config", ROOT / "training/configs/toxicity-tiny.yaml", *data_overrides(files),
+              "--set", "trainer.max_steps=60", "--set", "trainer.eval_steps=10", "--set", "max_length=16",
+              "--set", "trainer.save_total_limit=null", "--set", "early_stopping_patience=100"]
+    run(*common, "--set", f"output_dir={tmp_path}/plain")
+
+    run_dir = tmp_path / "cut/toxicity-tiny"
+    process = subprocess.Popen([*PYTHON, *map(str, common), "--set", f"output_dir={tmp_path}/cut"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not list((run_dir / "checkpoints").glob("checkpoint-20/.complete")):
+        assert process.poll() is None and time.time() < deadline, "training ended before it could be interrupted"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 75, output[-3000:]
+    assert "received SIGTERM" in (run_dir / "train.log").read_text()
+    assert not (run_dir / "results.json").exists()
+    interrupted_at = max(int(p.parent.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("*/.complete"))
+    assert 20 <= interrupted_at < 60
+    # a half-written checkpoint (no completion marker) must never be resumed from
+    (run_dir / "checkpoints/checkpoint-59").mkdir()
+    (run_dir / "checkpoints/checkpoint-59/trainer_state.json").write_text("{trunc")
+
+    run(*common, "--set", f"output_dir={tmp_path}/cut", "--resume")
+    log = (run_dir / "train.log").read_text()
+    assert f"resuming from {run_dir}/checkpoints/checkpoint-{interrupted_at}" in log
+    plain = json.loads((tmp_path / "plain/toxicity-tiny/results.json").read_text())
+    resumed = json.loads((run_dir / "results.json").read_text())
+    assert resumed["global_step"] == plain["global_step"] == 60
+    assert resumed["test"]["roc_auc"] == pytest.approx(plain["test"]["roc_auc"], abs=0.03)
+    assert resumed["test"]["macro_f1"] == pytest.approx(plain["test"]["macro_f1"], abs=0.05)
