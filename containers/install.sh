@@ -51,7 +51,7 @@ main() {
         log "keeping torch $before"
     fi
     args+=(--constraint "$CONSTRAINTS")
-    if [[ $EDITABLE == 1 ]]; then args+=(--editable "$SRC[$EXTRAS]"); else args+=("$SRC[$EXTRAS]"); fi
+    if [[ $EDITABLE == 1 ]]; then args+=(--editable "${SRC}[${EXTRAS}]"); else args+=("${SRC}[${EXTRAS}]"); fi
     log "$PYTHON -m pip ${args[*]}"
     "$PYTHON" -m pip "${args[@]}"
 

@@ -73,8 +73,9 @@ class TaggingEval:
 
         self.texts = [r["text"] for r in records]
         self.gold = [r.get("labels") for r in records]
-        if any(not isinstance(g, list) or len(g) != len(t) for g, t in zip(self.gold, self.texts)):
-            raise ExportError("tagging evaluation data needs records with 'text' and one label per character")
+        bad = [i for i, (g, t) in enumerate(zip(self.gold, self.texts), 1) if not isinstance(g, list) or len(g) != len(t)]
+        if bad:
+            raise ExportError(f"tagging evaluation record {bad[0]} (of {len(bad)} bad): needs 'labels', one per character")
         self.labels = list(manifest["labels"])
         self.bias = float(manifest.get("decision_bias", 0.0))
         self.bias_ids = [self.labels.index(label) for label in manifest.get("bias_labels", [])]

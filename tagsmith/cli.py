@@ -206,6 +206,12 @@ def _task_kind(name: str) -> str:
     return get_task(name).kind
 
 
+def _fail_one_line(message: str, code: int = 1) -> None:
+    """Like fail(), but never wrapped by the console: scripts and tests read the error as one line."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
 @app.command("export")
 def export(
     path: Path = typer.Argument(..., help="A run's best/ checkpoint (or, with --verify, a model package)."),
@@ -229,12 +235,12 @@ def export(
         try:
             problems = hash_problems(path, read_manifest(path))
         except PackageError as error:
-            fail(str(error), 1)
+            _fail_one_line(str(error), 1)
         for problem in problems:
             print(f"{path}/{problem}")
         if problems:
-            fail(f"{path}: {len(problems)} file(s) do not match the manifest", 1)
-        console.print(f"[green]{path}: every file matches its sha256[/]", highlight=False)
+            _fail_one_line(f"{path}: {len(problems)} file(s) do not match the manifest", 1)
+        console.print(f"[green]{path}: every file matches its sha256[/]", highlight=False, soft_wrap=True)
         return
     from export.checkpoint import ExportError
     from export.exporter import ExportOptions, export_package
@@ -242,12 +248,12 @@ def export(
     options = ExportOptions(out=out, data=data, int8=int8, per_channel=per_channel, reduce_range=reduce_range, fp16=fp16,
                             optimize=optimize, max_drop=max_drop, atol=atol, max_records=max_records, threads=threads)
     try:
-        manifest = export_package(path, options, say=lambda line: console.print(line, highlight=False))
+        manifest = export_package(path, options, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
     except ExportError as error:
-        fail(str(error), 1)
+        _fail_one_line(str(error), 1)
     target = out or Path("models") / manifest["task"]
     console.print(f"[green]package in {target}: serves {manifest['published']}[/] ({manifest['publish_reason']})",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("bench")
@@ -270,11 +276,11 @@ def bench(
     try:
         result = run_benchmark(package, data, [b.strip() for b in backends.split(",") if b.strip()], texts=texts,
                                latency_texts=latency_texts, batch_size=batch_size, threads=threads, out=out,
-                               record=record, say=lambda line: console.print(line, highlight=False))
+                               record=record, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
     except (ExportError, PackageError) as error:
-        fail(str(error), 1)
-    Console().print(table(result))
-    console.print(f"wrote {', '.join(result['files'])}", highlight=False)
+        _fail_one_line(str(error), 1)
+    Console(width=None if sys.stdout.isatty() else 160).print(table(result))  # a pipe gets the whole table
+    console.print(f"wrote {', '.join(result['files'])}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:  # python -m tagsmith.cli (torchrun entry point)

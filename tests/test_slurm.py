@@ -87,7 +87,7 @@ def test_run_resumable_forwards_usr1_outside_slurm(tmp_path):
     process.send_signal(signal.SIGUSR1)  # SIGUSR1 to the batch shell only, as `scancel -b -s USR1` does
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 75, output
-    assert "forwarding SIGUSR1" in output and "child saved a checkpoint" in output and "run again to resume" in output
+    assert "received SIGUSR1, forwarding it" in output and "child saved a checkpoint" in output and "run again to resume" in output
 
 
 # --- a real SLURM cluster -----------------------------------------------------------------------------------

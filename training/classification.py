@@ -12,7 +12,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
     DataCollatorWithPadding,
-    EarlyStoppingCallback,
     Trainer,
 )
 
@@ -140,8 +139,7 @@ def train_classification(config: ExperimentConfig, resume: bool = False, overwri
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
         compute_loss_func=weighted_loss(weights) if weights is not None else None,
-        callbacks=[EarlyStoppingCallback(config.early_stopping_patience), runner.CompleteCheckpointCallback(),
-                   runner.LogHistoryCallback(), stopper],
+        callbacks=runner.standard_callbacks(config, stopper),
     )
     checkpoint = runner.latest_complete_checkpoint(run_dir) if resume else None
     if checkpoint:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, EarlyStoppingCallback, Trainer
+from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, Trainer
 
 from tagsmith.config import ExperimentConfig
 from tagsmith.convert import to_script
@@ -179,8 +179,7 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
         model=model, args=args, data_collator=collator,
         train_dataset=ListDataset(_with_offsets(train_blocks, tokenizer, whole_word)),
         eval_dataset=ListDataset(_with_offsets(eval_blocks, tokenizer, whole_word)),
-        callbacks=[EarlyStoppingCallback(config.early_stopping_patience), runner.CompleteCheckpointCallback(),
-                   runner.LogHistoryCallback(), stopper],
+        callbacks=runner.standard_callbacks(config, stopper),
     )
     checkpoint = runner.latest_complete_checkpoint(run_dir) if resume else None
     started = time.time()

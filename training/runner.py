@@ -165,6 +165,32 @@ class StopOnSignalCallback(TrainerCallback):
         return control
 
 
+class TimeBudgetCallback(TrainerCallback):
+    """``options.max_minutes``: stop cleanly (evaluate, save, finish the run) once the budget is spent."""
+
+    def __init__(self, minutes: float | None):
+        self.seconds = float(minutes) * 60 if minutes else None
+        self.started = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.time()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.seconds and self.started and time.time() - self.started > self.seconds:
+            log.info("time budget of %.1f minutes spent at step %d: evaluating and stopping", self.seconds / 60, state.global_step)
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def standard_callbacks(config: ExperimentConfig, stopper: "StopOnSignalCallback") -> list:
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(config.early_stopping_patience), CompleteCheckpointCallback(), LogHistoryCallback(),
+            TimeBudgetCallback(config.options.get("max_minutes")), stopper]
+
+
 class LogHistoryCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BertConfig, DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer
+from transformers import BertConfig, DataCollatorForTokenClassification, Trainer
 
 from tagsmith.config import ExperimentConfig
 from tagsmith.records import validate_splits, write_jsonl
@@ -140,12 +140,7 @@ def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: boo
         data_collator=DataCollatorForTokenClassification(tokenizer),
         compute_metrics=compute_metrics,
         compute_loss_func=weighted_loss(weights) if weights is not None else None,
-        callbacks=[
-            EarlyStoppingCallback(config.early_stopping_patience),
-            runner.CompleteCheckpointCallback(),
-            runner.LogHistoryCallback(),
-            stopper,
-        ],
+        callbacks=runner.standard_callbacks(config, stopper),
     )
     checkpoint = runner.latest_complete_checkpoint(run_dir) if resume else None
     if checkpoint:

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # RUNNER, TAGSMITH, TORCHRUN_TARGET, SET_ARGS are for the job scripts
 # Shared by the *.sbatch scripts (sourced, not run): settings, how to run a command natively or in the
 # container, and the signal -> checkpoint -> requeue loop.
 #
@@ -14,7 +15,7 @@ log() { printf '[%(%F %T)T] [tagsmith-slurm] %s\n' -1 "$*"; }
 load_config() {
     # shellcheck source=config.env
     source "$SLURM_SCRIPTS_DIR/config.env"
-    cd "$PROJECT_DIR"
+    cd "$PROJECT_DIR" || exit 2
     mkdir -p "$RUNS_DIR" "$TAGSMITH_CACHE"
     export TAGSMITH_CACHE HF_HUB_OFFLINE
     export HF_HOME=${HF_HOME:-$TAGSMITH_CACHE/huggingface}
@@ -73,13 +74,12 @@ set_override_args() {
 }
 
 # Signals that arrive while the child runs are passed on to it: USR1 (SLURM's warning before the time
-# limit, or `jobs checkpoint`) and TERM (preemption, scancel). FORWARD_AS changes the signal sent on; a
-# torchrun launcher only forwards TERM to its workers.
+# limit, or `jobs checkpoint`) and TERM (preemption, scancel).
 forward_signal() {
     local signal=$1
     SIGNALS_SEEN=$((SIGNALS_SEEN + 1))
-    log "received SIG$signal, forwarding SIG${FORWARD_AS:-$signal} to $CHILD_PID"
-    kill -s "${FORWARD_AS:-$signal}" "$CHILD_PID" 2>/dev/null || true
+    log "received SIG$signal, forwarding it to $CHILD_PID"
+    kill -s "$signal" "$CHILD_PID" 2>/dev/null || true
 }
 
 # run_resumable DONE_FILE COMMAND...: run COMMAND in the background (so that the batch shell can take

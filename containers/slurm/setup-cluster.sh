@@ -31,10 +31,9 @@ while (($#)); do
     shift
 done
 
-build_flags() {
-    # Unprivileged users build with --fakeroot (an admin must have enabled it for them).
-    if [[ $(id -u) -ne 0 ]]; then echo --fakeroot; fi
-}
+# Unprivileged users build with --fakeroot (an admin must have enabled it for them).
+BUILD_FLAGS=()
+if [[ $(id -u) -ne 0 ]]; then BUILD_FLAGS=(--fakeroot); fi
 
 get_image() {
     command -v "$APPTAINER" >/dev/null || die "$APPTAINER not found (module load apptainer?)"
@@ -43,7 +42,7 @@ get_image() {
     elif [[ $IMAGE_SOURCE == build ]]; then
         log "building $IMAGE_PATH from apptainer.def (about 15 minutes, several GB in APPTAINER_CACHEDIR)"
         # %files paths in the recipe are relative to the project root.
-        (cd "$PROJECT_DIR" && "$APPTAINER" build $(build_flags) "$IMAGE_PATH" apptainer.def)
+        (cd "$PROJECT_DIR" && "$APPTAINER" build "${BUILD_FLAGS[@]}" "$IMAGE_PATH" apptainer.def)
     else
         log "pulling $IMAGE_SOURCE to $IMAGE_PATH"
         "$APPTAINER" pull "$IMAGE_PATH" "$IMAGE_SOURCE"
@@ -54,7 +53,7 @@ get_image() {
 
 get_serve_image() {
     local serve_image=${IMAGE_PATH%/*}/serve.sif
-    [[ -f $serve_image ]] || (cd "$PROJECT_DIR" && "$APPTAINER" build $(build_flags) "$serve_image" containers/serve.def)
+    [[ -f $serve_image ]] || (cd "$PROJECT_DIR" && "$APPTAINER" build "${BUILD_FLAGS[@]}" "$serve_image" containers/serve.def)
     "$APPTAINER" test "$serve_image"
 }
 

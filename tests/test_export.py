@@ -1,0 +1,330 @@
+"""Export: checkpoint -> ONNX package for every task kind, parity with PyTorch, the int8 gate, hashes, errors,
+and the benchmark. One tiny tagger is trained per test session (``trained_tagger``) and shared with
+test_runtime.py; the other models are built from small configs, so no test depends on another task's training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tagsmith.convert import punctuated_to_record
+from tagsmith.records import write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Verse with a fixed rhythm (千字文): a tiny model learns to put a mark after every 4th character.
+VERSE = [
+    "天地玄黃，宇宙洪荒。日月盈昃，辰宿列張。寒來暑往，秋收冬藏。閏餘成歲，律呂調陽。",
+    "雲騰致雨，露結為霜。金生麗水，玉出崑岡。劍號巨闕，珠稱夜光。果珍李柰，菜重芥薑。",
+    "海鹹河淡，鱗潛羽翔。龍師火帝，鳥官人皇。始制文字，乃服衣裳。推位讓國，有虞陶唐。",
+    "弔民伐罪，周發殷湯。坐朝問道，垂拱平章。愛育黎首，臣伏戎羌。遐邇一體，率賓歸王。",
+]
+HELD_OUT = ["鳴鳳在竹，白駒食場。化被草木，賴及萬方。蓋此身髮，四大五常。恭惟鞠養，豈敢毀傷。",
+            "女慕貞絜，男效才良。知過必改，得能莫忘。罔談彼短，靡恃己長。信使可覆，器欲難量。"]
+WORDS = ["you", "are", "the", "game", "today", "really", "this", "team", "was", "so", "idiot", "stupid", "lovely",
+         "great", "kind", "thanks", "a", "is", "very", "good", "bad"]
+
+_SESSION: dict = {}  # shared with test_runtime.py, which imports the helpers below: one training per session
+
+
+def tagsmith(*args, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "tagsmith.cli", *map(str, args)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"tagsmith {args} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def trained_tagger(root: Path) -> dict:
+    """Train a tiny punctuation model (max_length 64, so long texts need windows) and export it via the CLI."""
+    if "tagger" in _SESSION:
+        return _SESSION["tagger"]
+    data = {}
+    for split, lines in (("train", VERSE * 40), ("validation", HELD_OUT[:1]), ("test", HELD_OUT[1:])):
+        data[split] = root / f"punctuation-{split}.jsonl"
+        write_jsonl(data[split], [punctuated_to_record(line, "punctuation") for line in lines])
+    # the parity data: more characters than the one validation line, so that agreement is measured finely
+    data["parity"] = root / "punctuation-parity.jsonl"
+    write_jsonl(data["parity"], [punctuated_to_record(line, "punctuation") for line in VERSE + HELD_OUT])
+    tagsmith("train", "--config", ROOT / "training/configs/punctuation-tiny.yaml",
+             "--set", f"data.train={data['train']}", "--set", f"data.validation={data['validation']}",
+             "--set", f"data.test={data['test']}", "--set", f"output_dir={root / 'runs'}", "--set", "name=tagger",
+             "--set", "trainer.max_steps=100", "--set", "trainer.eval_steps=50", "--set", "trainer.learning_rate=3e-3",
+             "--set", "max_length=64", "--set", "window_overlap=16")
+    checkpoint = root / "runs/tagger/best"
+    package = root / "models/punctuation"
+    export = tagsmith("export", checkpoint, "--out", package, "--data", data["parity"])
+    _SESSION["tagger"] = {"checkpoint": checkpoint, "package": package, "data": data, "export_log": export.stderr}
+    return _SESSION["tagger"]
+
+
+def small_checkpoint(root: Path, kind: str, head: str = "linear") -> Path:
+    """An untrained BERT of the kind, built from a small config, saved as a run's best/ would be."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertTokenizerFast
+
+    folder = root / f"{kind}-{head}"
+    if (folder / "tagsmith.json").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    if kind == "tagging":
+        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted({c for line in VERSE + HELD_OUT for c in line})
+        tokenizer = BertTokenizerFast(vocab_file=_vocab(folder, vocab), do_lower_case=False, tokenize_chinese_chars=True)
+    else:
+        tokenizer = BertTokenizerFast(vocab_file=_vocab(folder, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS),
+                                      do_lower_case=True)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=0)
+    info = {"task": {"tagging": "segmentation", "classification": "toxicity", "mlm": "mlm"}[kind], "max_length": 32,
+            "window_overlap": 8, "script": "keep", "git_commit": "0" * 40, "run": f"small-{kind}"}
+    if kind == "tagging":
+        from tagsmith.config import HeadConfig
+        from training.model import build_tagging_model
+
+        model = build_tagging_model(list("BMES"), HeadConfig(type=head, cnn_filters=16), config)
+        info.update(labels=list("BMES"), bias_labels=["E", "S"], decision_bias=0.5, head=head)
+    elif kind == "classification":
+        labels = ["non-toxic", "toxic"]
+        config.update({"num_labels": 2, "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}})
+        model = BertForSequenceClassification(config)
+        info.update(labels=labels, threshold=0.4, positive_label="toxic")
+    else:
+        model = BertForMaskedLM(config)
+        info.update(labels=[])
+    model.eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "tagsmith.json").write_text(json.dumps(info), encoding="utf-8")
+    return folder
+
+
+def _vocab(folder: Path, tokens: list[str]) -> str:
+    path = folder / "vocab.txt"
+    path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def small_data(root: Path, kind: str) -> Path:
+    import random
+
+    rng = random.Random(0)
+    path = root / f"{kind}-data.jsonl"
+    if kind == "tagging":
+        from tagsmith.convert import punctuated_to_record as record
+
+        records = [record(line, "segmentation") for line in VERSE + HELD_OUT]
+        records.append({"text": ("".join(VERSE) * 2).replace("，", "").replace("。", "")[:150], "labels": ["M"] * 150})
+    else:
+        records = []
+        for i in range(24):
+            words = rng.sample(WORDS, rng.randint(3, 9))
+            records.append({"text": " ".join(words), "label": "toxic" if i % 3 == 0 else "non-toxic"})
+    write_jsonl(path, records)
+    return path
+
+
+def small_package(root: Path, kind: str, head: str = "linear") -> Path:
+    """Export (in-process) a small untrained model of the kind; cached for the session."""
+    key = f"{kind}-{head}"
+    if key not in _SESSION:
+        from export.exporter import ExportOptions, export_package
+
+        checkpoint = small_checkpoint(root / "checkpoints", kind, head)
+        out = root / "models" / key
+        export_package(checkpoint, ExportOptions(out=out, data=small_data(root, kind)), say=lambda line: None)
+        _SESSION[key] = out
+    return _SESSION[key]
+
+
+def manifest_of(package: Path) -> dict:
+    return json.loads((package / "tagsmith.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def tagger(tmp_path_factory):
+    return trained_tagger(tmp_path_factory.mktemp("tagger"))
+
+
+@pytest.fixture(scope="session")
+def small_root(tmp_path_factory):
+    return _SESSION.setdefault("small_root", tmp_path_factory.mktemp("small"))
+
+
+# --- every task kind exports, and ONNX fp32 matches PyTorch --------------------------------------------------
+
+
+@pytest.mark.slow
+def test_trained_tagger_package(tagger):
+    package = tagger["package"]
+    manifest = manifest_of(package)
+    for key in ("task", "kind", "labels", "max_length", "window_overlap", "script", "decision_bias", "bias_labels",
+                "tokenizer", "files", "source", "parity", "versions", "published", "models", "quantization"):
+        assert key in manifest, key
+    assert manifest["task"] == "punctuation" and manifest["kind"] == "tagging" and manifest["max_length"] == 64
+    assert set(manifest["files"]) == {"model.onnx", "model.int8.onnx", "tokenizer.json"}
+    assert manifest["source"]["checkpoint"] == str(tagger["checkpoint"].resolve())
+    assert len(manifest["source"]["git_commit"] or "x" * 40) == 40
+    assert all(manifest["versions"][name] for name in ("torch", "transformers", "optimum", "onnx", "onnxruntime"))
+    parity = manifest["parity"]
+    assert parity["onnx_fp32"]["max_abs_logit_diff"] <= 1e-4
+    assert parity["onnx_fp32"]["agreement"] == 1.0
+    assert parity["onnx_int8"]["agreement"] >= 0.99, parity["onnx_int8"]
+    assert parity["pytorch"]["metric"] > 0.6  # it learned the rhythm
+    assert manifest["published"] == "int8" and manifest["models"]["int8"] == "model.int8.onnx"
+    assert "published: int8" in tagger["export_log"]
+
+
+@pytest.mark.parametrize("kind,head", [("tagging", "cnn"), ("tagging", "linear"), ("classification", "linear"),
+                                       ("mlm", "linear")])
+def test_every_kind_exports_with_fp32_parity(small_root, kind, head):
+    import onnx
+
+    package = small_package(small_root, kind, head)
+    manifest = manifest_of(package)
+    assert manifest["kind"] == kind
+    assert manifest["parity"]["onnx_fp32"]["max_abs_logit_diff"] <= 1e-4, manifest["parity"]["onnx_fp32"]
+    assert manifest["parity"]["onnx_fp32"]["agreement"] == 1.0
+    model = onnx.load(str(package / "model.onnx"))  # one self-contained file, dynamic batch and sequence axes
+    assert not [p for p in package.iterdir() if p.name.endswith((".data", "_data"))]
+    ids = next(i for i in model.graph.input if i.name == "input_ids")
+    assert all(d.dim_param for d in ids.type.tensor_type.shape.dim)
+    if kind == "classification":
+        assert manifest["threshold"] == 0.4 and manifest["positive_label"] == "toxic"
+    if kind == "mlm":
+        assert manifest["special_tokens"]["mask"] == "[MASK]" and manifest["parity"]["metric"] == "masked_accuracy"
+    if head == "cnn":
+        assert manifest["head"] == "cnn"
+
+
+# --- the int8 gate -------------------------------------------------------------------------------------------
+
+
+def test_int8_verdict():
+    from export.parity import Result, int8_verdict
+
+    torch_result = Result(None, {}, 0.900)
+    assert int8_verdict(torch_result, Result(None, {}, 0.896), 0.005) is None
+    assert int8_verdict(torch_result, Result(None, {}, 0.895), 0.005) is None
+    assert "below PyTorch" in int8_verdict(torch_result, Result(None, {}, 0.890), 0.005)
+
+
+@pytest.mark.slow
+def test_gate_refuses_damaged_int8(tagger, tmp_path, monkeypatch):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from export import onnx_models
+    from export.exporter import ExportOptions, export_package
+    from serving.runtime import PackageError, load_package
+
+    real_quantize = onnx_models.quantize_int8
+
+    def damaged_quantize(src, dst, *args, **kwargs):
+        settings = real_quantize(src, dst, *args, **kwargs)
+        model = onnx.load(str(dst))
+        bias = next(t for t in model.graph.initializer if t.name == "classifier.bias")
+        values = numpy_helper.to_array(bias).copy()
+        values[0] += 20.0  # every character now says "no mark"
+        bias.CopyFrom(numpy_helper.from_array(values.astype(np.float32), bias.name))
+        onnx.save(model, str(dst))
+        return settings
+
+    monkeypatch.setattr(onnx_models, "quantize_int8", damaged_quantize)
+    lines = []
+    manifest = export_package(tagger["checkpoint"], ExportOptions(out=tmp_path / "pkg", data=tagger["data"]["parity"],
+                                                                  optimize="never"), say=lines.append)
+    assert manifest["published"] == "fp32"
+    assert "int8 refused" in manifest["publish_reason"] and "below PyTorch" in manifest["parity"]["onnx_int8"]["refused"]
+    assert not (tmp_path / "pkg/model.int8.onnx").exists() and "model.int8.onnx" not in manifest["files"]
+    assert any("published: fp32" in line and "int8 refused" in line for line in lines)
+    assert load_package(tmp_path / "pkg").variant == "fp32"
+    with pytest.raises(PackageError, match="int8 was refused"):
+        load_package(tmp_path / "pkg", prefer="int8")
+
+
+# --- hashes and errors ---------------------------------------------------------------------------------------
+
+
+def test_verify_catches_a_modified_file(small_root, tmp_path):
+    package = shutil.copytree(small_package(small_root, "classification"), tmp_path / "pkg")
+    ok = tagsmith("export", "--verify", package)
+    assert "every file matches" in ok.stderr
+    with open(package / "model.onnx", "ab") as handle:
+        handle.write(b"\0")
+    bad = tagsmith("export", "--verify", package, check=False)
+    assert bad.returncode == 1
+    assert "model.onnx: sha256 mismatch" in bad.stdout and "tokenizer.json" not in bad.stdout
+    assert "Traceback" not in bad.stderr
+
+
+def test_missing_checkpoint_is_one_clear_line(tmp_path):
+    result = tagsmith("export", tmp_path / "nope", "--out", tmp_path / "pkg", check=False)
+    assert result.returncode == 1
+    assert "no such checkpoint directory" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_corrupt_checkpoint_is_one_clear_line(small_root, tmp_path):
+    checkpoint = shutil.copytree(small_checkpoint(small_root / "checkpoints", "classification"), tmp_path / "best")
+    (checkpoint / "model.safetensors").write_bytes(b"this is not a safetensors file")
+    data = small_data(tmp_path, "classification")
+    result = tagsmith("export", checkpoint, "--out", tmp_path / "pkg", "--data", data, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "cannot load the checkpoint's weights" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "pkg").exists() and not (tmp_path / "pkg.partial").exists()
+
+
+def test_checkpoint_checks_before_loading(tmp_path):
+    from export.checkpoint import ExportError, inspect_checkpoint
+
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(ExportError, match="corrupt JSON"):
+        inspect_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForTokenClassification"]}))
+    with pytest.raises(ExportError, match="no tagsmith.json"):
+        inspect_checkpoint(tmp_path)
+    (tmp_path / "tagsmith.json").write_text(json.dumps({"task": "punctuation"}))
+    with pytest.raises(ExportError, match="no model weights"):
+        inspect_checkpoint(tmp_path)
+
+
+def test_no_validation_data_is_a_clear_error(small_root, tmp_path):
+    from export.checkpoint import ExportError
+    from export.exporter import export_package
+
+    checkpoint = small_checkpoint(tmp_path, "classification")
+    with pytest.raises(ExportError, match="pass --data FILE"):
+        export_package(checkpoint)
+
+
+# --- benchmark -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bench_table_json_png(tagger, tmp_path):
+    out = tmp_path / "bench"
+    result = tagsmith("bench", tagger["package"], "--texts", "16", "--latency-texts", "5", "--threads", "1",
+                      "--out", out, "--no-record")
+    assert "onnx-int8" in result.stdout and "p50 ms" in result.stdout
+    report = json.loads((out / "benchmark.json").read_text())
+    assert (out / "benchmark.png").stat().st_size > 1000
+    assert [row["backend"] for row in report["backends"]] == ["pytorch", "onnx-fp32", "onnx-int8"]
+    assert report["matmul_peak"]["gflops"] > 0
+    for row in report["backends"]:
+        assert "error" not in row, row
+        assert row["latency_ms_p50"] > 0 and row["texts_per_second"] > 0 and row["peak_rss_mib"] > 0
+        assert 0 < row["fraction_of_matmul_peak"] < 1.5
+        assert row["metric"] > 0.6
+    sizes = {row["backend"]: row["size_bytes"] for row in report["backends"]}
+    assert sizes["onnx-int8"] < sizes["onnx-fp32"]
+    onnx_rss = [row["rss_before_model_mib"] for row in report["backends"] if row["backend"].startswith("onnx")]
+    assert max(onnx_rss) < 200  # the ONNX workers never import torch
