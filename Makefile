@@ -27,9 +27,11 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# OLID=path/to/olid uses a local OLID copy for the toxicity demo model (else the hub, else a seed set)
+OLID ?=
 demo: $(STAMP)
 	$(BIN)/tagsmith data fetch chinese-poetry
-	$(BIN)/python -m tagsmith.demo
+	TAGSMITH_OLID=$(OLID) $(BIN)/python -m tagsmith.demo
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -110,11 +110,11 @@ def data_split(
 
 @data_app.command("fetch")
 def data_fetch(
-    recipe: str = typer.Argument(..., help="chinese-poetry (npm package) or olid."),
+    recipe: str = typer.Argument(..., help="chinese-poetry (npm package), olid, or domain-text."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default data/<recipe>)."),
     cache: Path = typer.Option(Path(".cache"), help="Download cache."),
     script: str = typer.Option("simplified", help="chinese-poetry: keep, simplified or traditional."),
-    local: Optional[Path] = typer.Option(None, help="olid: a local copy (folder or TSV) instead of the hub."),
+    local: Optional[Path] = typer.Option(None, help="olid: a local copy (folder or TSV) instead of the hub; domain-text: the folder."),
     force: bool = typer.Option(False, help="Rebuild even when cached."),
 ):
     """Build record files from a public corpus (cached: a second run does nothing)."""
@@ -124,12 +124,16 @@ def data_fetch(
             from tagsmith.datasets import build_chinese_poetry
 
             meta = build_chinese_poetry(out, cache, script=script, force=force)
+        elif recipe == "domain-text":
+            from tagsmith.recipes.domain_text import fetch_domain_text
+
+            meta = fetch_domain_text(out, local)
         elif recipe == "olid":
             from tagsmith.recipes.olid import fetch_olid
 
             meta = fetch_olid(out, local_copy=local)
         else:
-            fail(f"unknown recipe {recipe!r}; known: chinese-poetry, olid")
+            fail(f"unknown recipe {recipe!r}; known: chinese-poetry, olid, domain-text")
     except RuntimeError as error:
         fail(str(error))
     console.print(f"[green]data ready in {out}[/]")

@@ -31,12 +31,15 @@ HELD_OUT = ["鳴鳳在竹，白駒食場。化被草木，賴及萬方。蓋此�
 WORDS = ["you", "are", "the", "game", "today", "really", "this", "team", "was", "so", "idiot", "stupid", "lovely",
          "great", "kind", "thanks", "a", "is", "very", "good", "bad"]
 
+# one torch thread: on a small, shared CPU more threads spin against each other (training 100 steps takes
+# minutes instead of seconds)
+QUIET_CPU = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 _SESSION: dict = {}  # shared with test_runtime.py, which imports the helpers below: one training per session
 
 
 def tagsmith(*args, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "tagsmith.cli", *map(str, args)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            text=True, timeout=timeout, env={**os.environ, **QUIET_CPU})
     if check and result.returncode != 0:
         raise AssertionError(f"tagsmith {args} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
     return result

@@ -73,11 +73,17 @@ set_override_args() {
     for kv in "${pairs[@]}"; do SET_ARGS+=(--set "$kv"); done
 }
 
-# Signals that arrive while the child runs are passed on to it: USR1 (SLURM's warning before the time
-# limit, or `jobs checkpoint`) and TERM (preemption, scancel).
+# Signals that arrive while the child runs are passed on to it, once each: USR1 (SLURM's warning before the
+# time limit, or `jobs checkpoint`) and TERM (preemption, scancel). A repeat could reach a trainer that is
+# already exiting, when Python has restored the default action (terminate).
 forward_signal() {
     local signal=$1
     SIGNALS_SEEN=$((SIGNALS_SEEN + 1))
+    if [[ " $FORWARDED " == *" $signal "* ]]; then
+        log "received SIG$signal again; already passed on"
+        return
+    fi
+    FORWARDED+=" $signal"
     log "received SIG$signal, forwarding it to $CHILD_PID"
     kill -s "$signal" "$CHILD_PID" 2>/dev/null || true
 }
@@ -89,6 +95,7 @@ run_resumable() {
     local done_file=$1 status seen
     shift
     SIGNALS_SEEN=0
+    FORWARDED=""
     trap 'forward_signal USR1' USR1
     trap 'forward_signal TERM' TERM
     log "running: $*"
