@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export BENTOML_DO_NOT_TRACK ?= True
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: install demo test test-fast bench bench-tagging lint clean
+.PHONY: install demo test test-fast bench bench-tagging bench-domain lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,10 @@ test-fast: $(STAMP)
 bench-tagging: $(STAMP)
 	$(BIN)/python bench/tagging.py
 
-bench: bench-tagging
+bench-domain: $(STAMP)
+	$(BIN)/python bench/domain.py
+
+bench: bench-tagging bench-domain
 
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q tagsmith training export serving bench tests

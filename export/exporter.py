@@ -73,8 +73,10 @@ def _build(checkpoint, data: Path, records: list[dict], staging: Path, options: 
     def runtime(file: str, variant: str):
         return RUNTIMES[checkpoint.kind](staging, {**manifest, "models": {variant: file}}, variant, threads=options.threads)
 
-    torch_result = evaluate(evaluation, reference)
-    say(f"PyTorch on {data} ({evaluation.size}): {metric} {torch_result.metric:.4f}")
+    with onnx_models.quiet():  # transformers' tokenizer advice is not for this caller
+        torch_result = evaluate(evaluation, reference)
+    size = ", ".join(f"{n} {what}" for what, n in evaluation.size.items())
+    say(f"PyTorch on {data} ({size}): {metric} {torch_result.metric:.4f}")
 
     fp32_file = staging / package.MODEL_FILES["fp32"]
     onnx_models.export_fp32(checkpoint, reference.model, fp32_file, options.opset)
