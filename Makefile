@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export BENTOML_DO_NOT_TRACK ?= True
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: install demo test test-fast bench bench-tagging bench-domain lint clean
+.PHONY: install demo test test-fast bench bench-tagging bench-domain bench-export lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,10 @@ bench-tagging: $(STAMP)
 bench-domain: $(STAMP)
 	$(BIN)/python bench/domain.py
 
-bench: bench-tagging bench-domain
+bench-export: $(STAMP)
+	$(BIN)/python bench/export_bench.py
+
+bench: bench-tagging bench-domain bench-export
 
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q tagsmith training export serving bench tests

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     packages = find_packages(args.packages)
     if not packages:
         errors.print("no model packages under models/: export one first with "
-                     "`tagsmith export runs/<name>/best --out models/<task>`")
+                     "`tagsmith export runs/<name>/best --out models/<task>`", soft_wrap=True)
         return 2
     failed = 0
     for package in packages:

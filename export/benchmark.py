@@ -230,7 +230,7 @@ def plot(result: dict, path: Path) -> None:
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
         for x, v in enumerate(values):
             ax.annotate(f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=8)
-    fig.suptitle(f"{result['task']}: {result['texts']} texts, {result['threads']} threads")
+    fig.suptitle(f"{result['task']}: {result['texts']} texts, {result['threads']} thread(s)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -292,6 +292,7 @@ def worker(spec: dict) -> dict:
         chunk = call(items[first:first + batch])
         outputs.extend(chunk)
     seconds = time.perf_counter() - start
+    peak_rss = _maxrss_mib()  # before scoring, whose imports (scikit-learn) are not the model's
     if kind == "classification":
         outputs = np.asarray(outputs)
     scores = evaluation.scores(outputs)
@@ -305,7 +306,7 @@ def worker(spec: dict) -> dict:
         "throughput_seconds": seconds,
         "texts_per_second": round(len(items) / seconds, 2),
         "rss_before_model_mib": round(rss_before, 1),
-        "peak_rss_mib": round(_maxrss_mib(), 1),
+        "peak_rss_mib": round(peak_rss, 1),
     }
 
 

@@ -75,7 +75,7 @@ def _build(checkpoint, data: Path, records: list[dict], staging: Path, options: 
 
     with onnx_models.quiet():  # transformers' tokenizer advice is not for this caller
         torch_result = evaluate(evaluation, reference)
-    size = ", ".join(f"{n} {what}" for what, n in evaluation.size.items())
+    size = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in evaluation.size.items())
     say(f"PyTorch on {data} ({size}): {metric} {torch_result.metric:.4f}")
 
     fp32_file = staging / package.MODEL_FILES["fp32"]

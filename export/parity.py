@@ -2,9 +2,9 @@
 ``serving.runtime``, the code that serves), scored with the task metric and compared output by output.
 
 An evaluation set knows, for its task kind, how to run a predictor over its texts (``outputs``), how to turn
-outputs into predictions (``predictions``, flat so they can be compared one by one) and how to score them
-(``scores``). ``compare`` reports the task metric, the largest absolute logit difference from the reference
-and the fraction of predictions that agree with it.
+outputs into predictions (``flat_predictions``, flat so they can be compared one by one) and how to score
+them (``scores``). ``evaluate`` reports the task metric and, against a reference result, the largest absolute
+logit difference and the fraction of predictions that agree; ``int8_verdict`` is the publication rule.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from export.checkpoint import Checkpoint, ExportError
-from serving.runtime import sigmoid, softmax
+from serving.runtime import decide_classes, sigmoid, softmax
 from tagsmith.windows import decode
 
 
@@ -105,8 +104,6 @@ class TaggingEval:
 
 class ClassificationEval:
     def __init__(self, records: list[dict], manifest: dict):
-        from tagsmith.classification import classification_metrics, multilabel_metrics
-
         self.labels = list(manifest["labels"])
         self.multi_label = manifest.get("problem_type") == "multi_label_classification"
         self.threshold = manifest.get("threshold")
@@ -114,14 +111,15 @@ class ClassificationEval:
         self.texts = [r["text"] for r in records]
         if self.multi_label:
             self.gold = np.array([[int(r["labels"].get(label, 0)) for label in self.labels] for r in records])
-            self._score = lambda p: multilabel_metrics(p, self.gold, self.labels, 0.5 if self.threshold is None else self.threshold)
+            self._score = lambda p: _metrics().multilabel_metrics(p, self.gold, self.labels,
+                                                                  0.5 if self.threshold is None else self.threshold)
         else:
             unknown = sorted({str(r.get("label")) for r in records if r.get("label") not in self.labels})
             if unknown:
                 raise ExportError(f"classification evaluation data: label(s) {unknown} not in the model's {self.labels}")
             self.gold = np.array([self.labels.index(r["label"]) for r in records])
             binary = len(self.labels) == 2
-            self._score = lambda p: classification_metrics(
+            self._score = lambda p: _metrics().classification_metrics(
                 p, self.gold, self.labels, self.threshold if binary else None, self.positive if binary else None)
         self.metric = manifest.get("main_metric") or ("micro_f1" if self.multi_label else _task_metric(manifest["task"]))
 
@@ -132,15 +130,8 @@ class ClassificationEval:
         return sigmoid(outputs) if self.multi_label else softmax(outputs)
 
     def flat_predictions(self, outputs) -> np.ndarray:
-        probabilities = self.probabilities(outputs)
-        if self.multi_label:
-            threshold = 0.5 if self.threshold is None else np.asarray(self.threshold)
-            return (probabilities >= threshold).reshape(-1)
-        if len(self.labels) == 2:
-            positive = self.labels.index(self.positive) if self.positive in self.labels else 1
-            threshold = 0.5 if self.threshold is None else float(self.threshold)
-            return np.where(probabilities[:, positive] >= threshold, positive, 1 - positive)
-        return probabilities.argmax(-1)
+        decisions = decide_classes(self.probabilities(outputs), self.labels, self.threshold, self.positive, self.multi_label)
+        return decisions.reshape(-1)
 
     def scores(self, outputs) -> dict:
         return {k: v for k, v in self._score(self.probabilities(outputs)).items() if isinstance(v, (int, float))}
@@ -152,6 +143,14 @@ class ClassificationEval:
     @property
     def size(self) -> dict:
         return {"texts": len(self.texts)}
+
+
+def _metrics():
+    """tagsmith.classification, imported when scoring (it loads scikit-learn, which a benchmark worker must not
+    count in its model's memory)."""
+    from tagsmith import classification
+
+    return classification
 
 
 def _task_metric(task_name: str) -> str:
@@ -258,8 +257,3 @@ def int8_verdict(reference: Result, int8: Result, max_drop: float) -> str | None
         return (f"int8 metric {int8.metric:.4f} is {drop:.4f} below PyTorch's {reference.metric:.4f} "
                 f"(allowed drop {max_drop:.4f})")
     return None
-
-
-def agreement_summary(results: Sequence[tuple[str, Result]]) -> str:
-    return ", ".join(f"{name} {r.metric:.4f}" + (f" (agreement {r.agreement:.2%}, max |Δlogit| {r.max_abs_logit_diff:.2g})"
-                                                 if r.agreement is not None else "") for name, r in results)

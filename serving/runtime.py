@@ -110,7 +110,8 @@ def choose_variant(manifest: dict, prefer: str | None = None) -> str:
 
 def load_package(path: str | Path, verify: bool = True, prefer: str | None = None, threads: int | None = None,
                  batch_size: int = 32) -> "Runtime":
-    """The runtime for a package: hashes checked (``verify``), the published or ``prefer``-red model loaded.
+    """The runtime for a package: hashes checked (``verify``), then the published model (or ``prefer``:
+    "int8", "fp32", "fp16") loaded.
 
     ``threads``: ONNX Runtime intra-op threads (None = one per core); ``batch_size``: sequences per run.
     """
@@ -172,7 +173,8 @@ class Runtime:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
         special = manifest.get("special_tokens", {})
-        self.pad_id = int(special.get("pad_id", self.tokenizer.token_to_id("[PAD]") or 0))
+        pad_id = special.get("pad_id")
+        self.pad_id = int(pad_id if pad_id is not None else self.tokenizer.token_to_id("[PAD]") or 0)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path}, task={self.manifest.get('task')!r}, model={self.variant})"
@@ -330,28 +332,33 @@ class ClassificationRuntime(Runtime):
         logits = self.logits(texts)
         return sigmoid(logits) if self.multi_label else softmax(logits)
 
-    def decide(self, probabilities: np.ndarray) -> list:
-        """Label index (or, multi-label, the list of indices) of each row of probabilities."""
-        if self.multi_label:
-            threshold = 0.5 if self.threshold is None else np.asarray(self.threshold, dtype=np.float32)
-            return [list(np.flatnonzero(row >= threshold)) for row in probabilities]
-        if len(self.labels) == 2 and self.positive is not None:
-            positive = self.labels.index(self.positive)
-            threshold = 0.5 if self.threshold is None else float(self.threshold)
-            return [positive if row[positive] >= threshold else 1 - positive for row in probabilities]
-        return list(probabilities.argmax(-1))
-
     def predict(self, texts: Sequence[str]) -> list[Classified]:
         probabilities = self.probabilities(texts)
         results = []
-        for text, row, choice in zip(texts, probabilities, self.decide(probabilities)):
+        choices = decide_classes(probabilities, self.labels, self.threshold, self.positive, self.multi_label)
+        for text, row, choice in zip(texts, probabilities, choices):
             shown = {label: round(float(p), 6) for label, p in zip(self.labels, row)}
             if self.multi_label:
-                label, score = [self.labels[i] for i in choice], float(row.max())
+                label, score = [self.labels[i] for i in np.flatnonzero(choice)], float(row.max())
             else:
                 label, score = self.labels[choice], float(row[choice])
             results.append(Classified(text, label, round(score, 6), shown))
         return results
+
+
+def decide_classes(probabilities: np.ndarray, labels: Sequence[str], threshold=None, positive: str | None = None,
+                   multi_label: bool = False) -> np.ndarray:
+    """The decision for each row of probabilities: multi-label, a 0/1 row (each label at or above its
+    threshold, default 0.5); binary, the index of ``positive`` (default the second label) when its probability
+    is >= threshold (default 0.5), else the other; more classes, the argmax."""
+    probabilities = np.asarray(probabilities)
+    if multi_label:
+        return (probabilities >= (0.5 if threshold is None else np.asarray(threshold, dtype=np.float32))).astype(int)
+    if len(labels) == 2:
+        chosen = list(labels).index(positive) if positive in labels else 1
+        cut = 0.5 if threshold is None else float(threshold)
+        return np.where(probabilities[:, chosen] >= cut, chosen, 1 - chosen)
+    return probabilities.argmax(-1)
 
 
 # --- fill-mask ----------------------------------------------------------------------------------------------

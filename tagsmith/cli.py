@@ -19,7 +19,7 @@ console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -285,6 +285,64 @@ def bench(
         _fail_one_line(str(error), 1)
     Console(width=None if sys.stdout.isatty() else 160).print(table(result))  # a pipe gets the whole table
     console.print(f"wrote {', '.join(result['files'])}", highlight=False, soft_wrap=True)
+
+
+# --- serving: the HTTP API and the demo page (bentoml serve; nothing here imports a model stack) -------------
+
+
+def _serve(models: Path, host: str, port: int, extra: List[str], banner: bool) -> None:
+    """Replace this process by ``bentoml serve serving.service:TagsmithService`` with the models' env set."""
+    import os
+
+    import serving
+
+    if not models.is_dir():
+        _fail_one_line(f"{models}: no such models directory (export packages into it with "
+                       f"'tagsmith export RUN/best --out {models}/<task>')", 2)
+    from serving.packages import TASKS, present_tasks
+
+    tasks = present_tasks(models)
+    if not tasks:
+        console.print(f"[yellow]warning:[/] {models} holds no model package ({', '.join(TASKS)}); every task "
+                      "endpoint will answer 404", highlight=False, soft_wrap=True)
+    env = {**os.environ, "TAGSMITH_MODELS": str(models.resolve()), "BENTOML_DO_NOT_TRACK": "True",
+           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    if banner:
+        base = f"http://{shown}:{port}"
+        print(f"tagsmith demo page: {base}/demo/\nHTTP API (OpenAPI docs): {base}/\nmodel info: {base}/info\n"
+              f"serving: {', '.join(tasks) or 'no models'} from {models}", flush=True)
+    source_root = str(Path(serving.__file__).resolve().parent.parent)
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:TagsmithService", "--working-dir",
+               source_root, "--host", host, "--port", str(port), *extra]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, command, env)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def serve(
+    ctx: typer.Context,
+    models: Path = typer.Option(Path("models"), "--models", "-m", help="Folder of model packages: <models>/<task>/."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(3000, help="TCP port."),
+):
+    """Serve the HTTP API (/segment, /punctuate, /toxicity, /fill_mask, /info) and the demo page at /demo.
+
+    Extra options go to 'bentoml serve' unchanged. Limits: TAGSMITH_MAX_CHARS, TAGSMITH_MAX_TEXTS,
+    TAGSMITH_MAX_TOTAL_CHARS, TAGSMITH_MAX_BODY_BYTES; ONNX Runtime threads: TAGSMITH_THREADS.
+    """
+    _serve(models, host, port, list(ctx.args), banner=False)
+
+
+@app.command()
+def demo(
+    models: Path = typer.Option(Path("models"), "--models", "-m", help="Folder of model packages: <models>/<task>/."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(3000, help="TCP port."),
+):
+    """Start the server and print the demo page's URL (the same server as 'tagsmith serve')."""
+    _serve(models, host, port, [], banner=True)
 
 
 def main() -> None:  # python -m tagsmith.cli (torchrun entry point)

@@ -1,6 +1,9 @@
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One thread per process: test subprocesses (training, servers) run beside each other on small CI machines,
+# and oversubscribed OpenMP threads slow a 2-core machine down several times over.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

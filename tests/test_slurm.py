@@ -93,6 +93,9 @@ def test_run_resumable_forwards_usr1_outside_slurm(tmp_path):
 # --- a real SLURM cluster -----------------------------------------------------------------------------------
 
 
+SUBMITTED: list[str] = []  # job ids, cancelled when the session ends
+
+
 def cluster_unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root: containers/local-slurm/up.sh installs and starts slurm-wlm and munge"
@@ -115,6 +118,8 @@ def slurm_cluster():
     if result.returncode != 0:
         pytest.fail(f"containers/local-slurm/up.sh failed:\n{result.stdout}\n{result.stderr}")
     yield
+    if SUBMITTED:  # jobs a failed test left behind must not train on after the daemons stop
+        subprocess.run(["scancel", *SUBMITTED], capture_output=True)
     if not was_up:
         subprocess.run([str(LOCAL_SLURM / "down.sh")], capture_output=True, timeout=120)
 
@@ -169,14 +174,34 @@ def workspace(tmp_path):
     return Workspace(tmp_path)
 
 
-def jobs(*args: str, env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
+def jobs(*args: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([str(JOBS), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+
+
+def run_job(kind: str, workspace: "Workspace", env: dict, timeout: float = 240) -> str:
+    """Submit with --wait; the job id once it has ended well, or a failure with its logs."""
+    process = subprocess.Popen([str(JOBS), "submit", kind, "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env, cwd=ROOT)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        job_id = out.strip().split(";")[0]
+        subprocess.run(["scancel", job_id])
+        pytest.fail(f"{kind} job did not end within {timeout:.0f}s\n{failure_details(workspace, job_id)}")
+    job_id = out.strip().split(";")[0]
+    assert job_id.isdigit(), f"no job id: {out}\n{err}"
+    SUBMITTED.append(job_id)
+    assert process.returncode == 0, failure_details(workspace, job_id) + err
+    return job_id
 
 
 def submit(*args: str, env: dict, timeout: float = 240) -> str:
     result = jobs("submit", *args, env=env, timeout=timeout)
     job_id = result.stdout.strip().split(";")[0]
     assert job_id.isdigit(), f"no job id: {result.stdout}\n{result.stderr}"
+    SUBMITTED.append(job_id)
     return job_id
 
 
@@ -205,9 +230,7 @@ def failure_details(workspace: Workspace, job_id: str) -> str:
 def test_train_job_runs_natively(slurm_cluster, workspace):
     config = workspace.config("segmentation", max_steps=20, eval_steps=10)
     env = workspace.env(CONFIG=str(config), OVERRIDES="trainer.learning_rate=3e-3 seed=7")
-    result = jobs("submit", "train", "--wait", env=env)
-    job_id = result.stdout.strip().split(";")[0]
-    assert result.returncode == 0, failure_details(workspace, job_id) + result.stderr
+    job_id = run_job("train", workspace, env)
     results = workspace.results(config)
     assert results["global_step"] == 20
     assert results["config"]["trainer"]["learning_rate"] == 3e-3 and results["config"]["seed"] == 7
@@ -220,9 +243,7 @@ def test_sweep_array_trains_every_config(slurm_cluster, workspace):
     configs = [workspace.config("segmentation", max_steps=15, eval_steps=15),
                workspace.config("punctuation", max_steps=10, eval_steps=10)]
     env = workspace.env(SWEEP_CONFIGS=" ".join(map(str, configs)))
-    result = jobs("submit", "sweep", "--wait", env=env)
-    array_id = result.stdout.strip().split(";")[0]
-    assert result.returncode == 0, failure_details(workspace, array_id) + result.stderr
+    array_id = run_job("sweep", workspace, env)
     assert [workspace.results(c)["global_step"] for c in configs] == [15, 10]
     assert [workspace.results(c)["task"] for c in configs] == ["segmentation", "punctuation"]
     assert sorted(p.name for p in workspace.logs.glob(f"slurm_{array_id}_*.out")) == [
@@ -278,9 +299,7 @@ def test_multi_process_job_with_torchrun(slurm_cluster, workspace):
     """train-multi.sbatch: srun -> torchrun (c10d rendezvous from SLURM variables) -> 2 CPU workers (gloo)."""
     config = workspace.config("segmentation", max_steps=20, eval_steps=10)
     env = workspace.env(CONFIG=str(config), NODES="1", NPROC_PER_NODE="2", CPUS_PER_TASK="2")
-    result = jobs("submit", "multi", "--wait", env=env)
-    job_id = result.stdout.strip().split(";")[0]
-    assert result.returncode == 0, failure_details(workspace, job_id) + result.stderr
+    job_id = run_job("multi", workspace, env, timeout=180)
     out = workspace.job_log(job_id)
     assert "1 node(s) x 2 process(es)" in out, out
     assert workspace.results(config)["global_step"] == 20

@@ -59,7 +59,7 @@ def merge_logits(windowed: Windowed, logits: np.ndarray) -> list[np.ndarray]:
     """Per-window token logits (n_windows, seq, n_labels) -> per-record character logits."""
     per_record: dict[int, list] = {}
     for k, (index, start, end) in enumerate(windowed.owners):
-        positions = np.asarray(windowed.first_tokens[k])
+        positions = np.asarray(windowed.first_tokens[k], dtype=int)
         values = np.zeros((end - start, logits.shape[-1]), dtype=np.float32)
         present = positions >= 0
         values[present] = logits[k, positions[present]]

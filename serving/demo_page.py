@@ -1,0 +1,145 @@
+"""The demo page (Gradio), mounted by the service at ``/demo``: one tab per served task.
+
+It answers through the service's own ``answer`` (the checks, batching and models of the HTTP API), so the page
+shows exactly what the API returns. It makes no request outside the server: no share link, no analytics, no
+fonts or scripts from a CDN (the theme uses the system's fonts), so it works on a machine without internet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from serving.packages import TASKS, models_dir  # noqa: E402
+
+TITLES = {"segmentation": "断句 Segmentation", "punctuation": "标点 Punctuation", "toxicity": "Toxicity",
+          "mlm": "Fill-mask"}
+EXAMPLES = {
+    "segmentation": ["天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏", "学而时习之不亦说乎有朋自远方来不亦乐乎",
+                     "The quick brown fox jumps over the lazy dog"],
+    "punctuation": ["天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏", "学而时习之不亦说乎有朋自远方来不亦乐乎人不知而不愠不亦君子乎",
+                    "雲騰致雨露結為霜金生麗水玉出崑岡"],
+    "toxicity": ["you are a lovely person, thanks for the help", "shut up, you pathetic idiot",
+                 "天地玄黃，宇宙洪荒。"],
+    "mlm": ["天地玄[MASK]，宇宙洪荒。", "学而时习之，不亦[MASK]乎？", "The capital of France is [MASK]."],
+}
+THEME = gr.themes.Default(font=["system-ui", "Noto Sans CJK SC", "WenQuanYi Zen Hei", "sans-serif"],
+                          font_mono=["ui-monospace", "monospace"])
+CSS = ".tagsmith-note {font-size: 0.9em; opacity: 0.85}"
+
+
+def manifest_note(task: str, root: Path) -> str:
+    """One line on the model behind a tab: its origin, its score and, loudly, demo-grade data."""
+    try:
+        manifest = json.loads((root / task / "tagsmith.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"No {task} model package in `{root / task}`."
+    source = manifest.get("source", {})
+    grade = manifest.get("data_grade") or source.get("data_grade") or "unknown"
+    metrics = source.get("metrics", {}).get("test") or {}
+    main = manifest.get("main_metric") or next(iter(metrics), None)
+    score = f"; test {main} {metrics[main]:.3f}" if main in metrics and isinstance(metrics[main], (int, float)) else ""
+    note = (f"Model `{source.get('run') or task}` ({manifest.get('published', '?')} ONNX, "
+            f"{len(manifest.get('labels', []))} labels{score}); training data grade: **{grade}**.")
+    if grade == "demo":
+        note += " Demo-grade data: it shows the pipeline working, not real-world quality."
+    return note
+
+
+def _answer_or_error(answer):
+    """Call the service; a refused input becomes a message on the page instead of a broken one."""
+    async def call(task: str, text: str, **options):
+        from serving.limits import InputError
+
+        try:
+            return await answer(task, text, **options)
+        except InputError as error:
+            raise gr.Error(error.message) from None
+        except Exception as error:  # the model service is down or restarting: say so on the page
+            raise gr.Error(f"the {task} model did not answer: {error}") from None
+
+    return call
+
+
+def _current_service_answer(task: str, text: str, **options):
+    import bentoml
+
+    return bentoml.get_current_service().answer(task, text, **options)
+
+
+def build_demo(tasks: list[str], root: Path, answer=_current_service_answer) -> gr.Blocks:
+    call = _answer_or_error(answer)
+
+    async def segment(text):
+        result = (await call("segmentation", text))["results"][0]
+        spans = [(s["text"], str(n + 1)) for n, s in enumerate(result["sentences"])]
+        return spans, result["segmented"]
+
+    async def punctuate(text):
+        result = (await call("punctuation", text))["results"][0]
+        spans, start = [], 0
+        for mark in result["marks"]:
+            spans += [(result["text"][start:mark["position"]], None), (mark["mark"], f"{mark['confidence']:.2f}")]
+            start = mark["position"]
+        spans.append((result["text"][start:], None))
+        return [s for s in spans if s[0]], result["punctuated"]
+
+    async def toxicity(text):
+        result = (await call("toxicity", text))["results"][0]
+        verdict = (f"**{result['label']}** — probability {result['probability']:.3f}, "
+                   f"threshold {result['threshold'] if result['threshold'] is None else round(result['threshold'], 3)}")
+        return result["probabilities"], verdict
+
+    async def fill_mask(text, top_k):
+        result = (await call("mlm", text, top_k=int(top_k)))["results"][0]
+        first = {c["token"]: c["score"] for c in result["masks"][0]} if result["masks"] else {}
+        return result["filled"], first
+
+    with gr.Blocks(title="tagsmith demo", analytics_enabled=False) as demo:
+        gr.Markdown("# tagsmith\nClassical Chinese segmentation and punctuation, toxicity and fill-mask, served by "
+                    "ONNX Runtime behind the same HTTP API (`/segment`, `/punctuate`, `/toxicity`, `/fill_mask`).")
+        if not tasks:
+            gr.Markdown(f"**No model packages in `{root}`.** Export one with `tagsmith export RUN/best --out "
+                        f"{root}/<task>` and restart the server.")
+        for task in tasks:
+            with gr.Tab(TITLES[task], id=task):
+                gr.Markdown(manifest_note(task, root), elem_classes="tagsmith-note")
+                text = gr.Textbox(label="Text", lines=4, elem_id=f"{task}-input")
+                if task == "mlm":
+                    top_k = gr.Slider(1, 20, value=5, step=1, label="top-k")
+                button = gr.Button("Run", variant="primary", elem_id=f"{task}-run")
+                if task == "segmentation":
+                    outputs = [gr.HighlightedText(label="Sentences", elem_id="segmentation-highlight"),
+                               gr.Textbox(label="Segmented", elem_id="segmentation-output")]
+                    button.click(segment, text, outputs, api_visibility="private")
+                elif task == "punctuation":
+                    outputs = [gr.HighlightedText(label="Marks (with confidence)", elem_id="punctuation-highlight",
+                                                  show_legend=False),
+                               gr.Textbox(label="Punctuated", elem_id="punctuation-output")]
+                    button.click(punctuate, text, outputs, api_visibility="private")
+                elif task == "toxicity":
+                    outputs = [gr.Label(label="Probabilities", elem_id="toxicity-label"),
+                               gr.Markdown(elem_id="toxicity-verdict")]
+                    button.click(toxicity, text, outputs, api_visibility="private")
+                else:
+                    outputs = [gr.Textbox(label="Filled", elem_id="mlm-output"),
+                               gr.Label(label="Candidates for the first mask", elem_id="mlm-candidates")]
+                    button.click(fill_mask, [text, top_k], outputs, api_visibility="private")
+                gr.Examples([[e] for e in EXAMPLES[task]], inputs=[text])
+    return demo
+
+
+def demo_app(tasks: list[str], root: Path | None = None):
+    """The demo as an ASGI app to mount at ``/demo`` (Gradio's own FastAPI app under a plain FastAPI root)."""
+    from fastapi import FastAPI
+
+    root = root or models_dir()
+    demo = build_demo([t for t in TASKS if t in tasks], root)
+    return gr.mount_gradio_app(FastAPI(openapi_url=None, docs_url=None, redoc_url=None), demo, path="/",
+                               ssr_mode=False, theme=THEME, css=CSS, footer_links=[], show_error=True,
+                               mcp_server=False, pwa=False)

@@ -1,0 +1,112 @@
+"""The model packages a server serves: ``<models>/<task>/`` for each task that has one, loaded and verified once.
+
+A task whose folder is absent is simply not served (its endpoint answers 404); a folder that holds a package
+which cannot be served (modified files, wrong task, unreadable model) is reported with the reason (503) while
+the other tasks keep working. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: task -> (route, the runtime kind the task needs)
+TASKS = {
+    "segmentation": ("/segment", "tagging"),
+    "punctuation": ("/punctuate", "tagging"),
+    "toxicity": ("/toxicity", "classification"),
+    "mlm": ("/fill_mask", "mlm"),
+}
+
+
+def models_dir(env=os.environ) -> Path:
+    return Path(env.get("TAGSMITH_MODELS") or "models")
+
+
+def runtime_threads(env=os.environ) -> int | None:
+    """ONNX Runtime threads per model (TAGSMITH_THREADS); None = ONNX Runtime's default (one per core)."""
+    raw = (env.get("TAGSMITH_THREADS") or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"TAGSMITH_THREADS={raw!r}: expected a positive whole number")
+    return int(raw)
+
+
+@dataclass
+class Served:
+    """One task's package: its runtime when it loaded, or why it did not."""
+
+    task: str
+    path: Path
+    runtime: object | None = None
+    problem: str | None = None
+
+    @property
+    def manifest(self) -> dict:
+        return self.runtime.manifest if self.runtime is not None else {}
+
+
+def present_tasks(root: Path) -> list[str]:
+    """Tasks with a package folder under ``root`` (cheap: no model is loaded)."""
+    return [task for task in TASKS if (root / task).is_dir()]
+
+
+def load_all(root: Path, threads: int | None = None) -> dict[str, Served]:
+    """Every present package, loaded with its hashes checked; a bad one is kept with its problem."""
+    from serving.runtime import PackageError, load_package
+
+    served = {}
+    for task in present_tasks(root):
+        entry = Served(task, root / task)
+        try:
+            runtime = load_package(entry.path, verify=True, threads=threads)
+            expected_kind = TASKS[task][1]
+            if runtime.kind != expected_kind or runtime.manifest.get("task") not in (task, "classification"):
+                raise PackageError(f"{entry.path} holds a {runtime.manifest.get('task')!r} model "
+                                   f"({runtime.kind}); {TASKS[task][0]} needs a {task} model ({expected_kind})")
+            entry.runtime = runtime
+        except PackageError as error:
+            entry.problem = str(error)
+        served[task] = entry
+    return served
+
+
+def model_info(entry: Served) -> dict:
+    """What /info says about one task: the model, its labels, what it was trained on and how well it does."""
+    if entry.runtime is None:
+        return {"task": entry.task, "route": TASKS[entry.task][0], "served": False, "problem": entry.problem}
+    manifest, runtime = entry.manifest, entry.runtime
+    source = manifest.get("source", {})
+    info = {
+        "task": entry.task,
+        "route": TASKS[entry.task][0],
+        "served": True,
+        "kind": runtime.kind,
+        "labels": list(manifest.get("labels", [])),
+        "model": runtime.variant,
+        "max_length": manifest.get("max_length"),
+        "script": manifest.get("script", "keep"),
+        "training": {
+            "run": source.get("run"),
+            "base_model": source.get("base_model"),
+            "architecture": source.get("architecture"),
+            "data_sha256": source.get("data_sha256", {}),
+            "git_commit": source.get("git_commit"),
+        },
+        "metrics": source.get("metrics", {}),
+        "parity": {name: {k: v for k, v in value.items() if k in ("metric", "agreement", "max_abs_logit_diff")}
+                   for name, value in manifest.get("parity", {}).items() if isinstance(value, dict)},
+        "data_grade": manifest.get("data_grade") or source.get("data_grade") or "unknown",
+        "package_sha256": manifest.get("files", {}),
+    }
+    if runtime.kind == "tagging":
+        info["decision_bias"] = manifest.get("decision_bias", 0.0)
+        info["window_overlap"] = manifest.get("window_overlap", 0)
+    elif runtime.kind == "classification":
+        info["threshold"] = runtime.threshold
+        info["positive_label"] = runtime.positive
+    else:
+        info["mask_token"] = runtime.mask_token
+    return info
