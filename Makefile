@@ -22,7 +22,8 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install "$(TORCH)"
-	$(PIP) install -e ".[dev]"
+	# the same install script the Apptainer images run (containers/install.sh), keeping that torch
+	TAGSMITH_PYTHON=$(PY) TAGSMITH_EXTRAS=dev TAGSMITH_EDITABLE=1 bash containers/install.sh
 	touch $@
 
 install: $(STAMP)

@@ -152,7 +152,7 @@ class TagsmithService:
     async def fill_mask(
         self,
         texts: Texts = texts_field("天地玄[MASK]，宇宙洪荒。", description=TEXTS_HELP + "; each with a mask token"),
-        top_k: int = Field(5, description=f"candidates per mask token, 1 to {LIMITS.max_top_k}"),
+        top_k: int = Field(5, ge=1, le=LIMITS.max_top_k, description="candidates per mask token"),
     ) -> answers.FillMaskResponse:
         """Fill-mask: the top-k tokens, with probabilities, for every mask token of each text."""
         return await self.respond("mlm", texts, top_k=top_k)
