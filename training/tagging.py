@@ -158,7 +158,17 @@ def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: boo
     validation_logits = merge_logits(validation_windows, trainer.predict(ListDataset(validation_windows.features)).predictions)
     bias, validation_scores = (0.0, task.score(validation_gold, [decode(l, task.labels) for l in validation_logits]))
     if config.tune_decision:
-        bias, validation_scores = tune_bias(task, validation_gold, validation_logits)
+        # options.tune_on_kind: tune on the validation records of one kind (e.g. prose, the text people bring)
+        kind = config.options.get("tune_on_kind")
+        chosen = [i for i, r in enumerate(validation_records) if kind is None or r.get("kind") == kind]
+        if not chosen:
+            log.warning("no validation records of kind %r: tuning the decision bias on all of them", kind)
+            chosen = list(range(len(validation_records)))
+        bias, _ = tune_bias(task, [validation_gold[i] for i in chosen], [validation_logits[i] for i in chosen])
+        predicted = [decode(l, task.labels, [task.labels.index(x) for x in task.bias_labels], bias) for l in validation_logits]
+        validation_scores = task.score(validation_gold, predicted)
+        if kind is not None:
+            log.info("decision bias tuned on %d validation records of kind %r", len(chosen), kind)
         log.info("decision bias %.2f on %s tuned on validation: %s %.4f", bias, task.bias_labels, task.main_metric,
                  validation_scores[task.main_metric])
     bias_ids = [task.labels.index(label) for label in task.bias_labels]
