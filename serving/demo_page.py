@@ -19,14 +19,14 @@ from serving.packages import TASKS, models_dir  # noqa: E402
 
 TITLES = {"segmentation": "断句 Segmentation", "punctuation": "标点 Punctuation", "toxicity": "Toxicity",
           "mlm": "Fill-mask"}
-EXAMPLES = {
+EXAMPLES = {  # Classical Chinese for the Classical Chinese models (either script), English for toxicity
     "segmentation": ["天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏", "学而时习之不亦说乎有朋自远方来不亦乐乎",
-                     "The quick brown fox jumps over the lazy dog"],
+                     "大学之道在明明德在亲民在止于至善"],
     "punctuation": ["天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏", "学而时习之不亦说乎有朋自远方来不亦乐乎人不知而不愠不亦君子乎",
                     "雲騰致雨露結為霜金生麗水玉出崑岡"],
     "toxicity": ["you are a lovely person, thanks for the help", "shut up, you pathetic idiot",
-                 "天地玄黃，宇宙洪荒。"],
-    "mlm": ["天地玄[MASK]，宇宙洪荒。", "学而时习之，不亦[MASK]乎？", "The capital of France is [MASK]."],
+                 "the game starts at 7 pm tonight"],
+    "mlm": ["天地玄[MASK]，宇宙洪荒。", "学而时习之，不亦[MASK]乎？", "大学之道，在明明[MASK]。"],
 }
 THEME = gr.themes.Default(font=["system-ui", "Noto Sans CJK SC", "WenQuanYi Zen Hei", "sans-serif"],
                           font_mono=["ui-monospace", "monospace"])
@@ -41,14 +41,29 @@ def manifest_note(task: str, root: Path) -> str:
         return f"No {task} model package in `{root / task}`."
     source = manifest.get("source", {})
     grade = manifest.get("data_grade") or source.get("data_grade") or "unknown"
-    metrics = source.get("metrics", {}).get("test") or {}
-    main = manifest.get("main_metric") or next(iter(metrics), None)
-    score = f"; test {main} {metrics[main]:.3f}" if main in metrics and isinstance(metrics[main], (int, float)) else ""
-    note = (f"Model `{source.get('run') or task}` ({manifest.get('published', '?')} ONNX, "
-            f"{len(manifest.get('labels', []))} labels{score}); training data grade: **{grade}**.")
+    note = (f"Model `{source.get('run') or task}` ({manifest.get('published', '?')} ONNX){_score(task, source)}; "
+            f"training data grade: **{grade}**.")
     if grade == "demo":
         note += " Demo-grade data: it shows the pipeline working, not real-world quality."
     return note
+
+
+def _score(task: str, source: dict) -> str:
+    from tagsmith.tasks import get_task
+
+    metrics = source.get("metrics", {})
+    if task == "mlm":
+        before, after = (metrics.get(k, {}).get("perplexity") for k in ("before", "after"))
+        return f", perplexity {before:.1f} → {after:.1f} on held-out text" if before and after else ""
+    name = get_task(task).main_metric
+    value = metrics.get("test", {}).get(name)
+    return f", test {name} {value:.3f}" if isinstance(value, (int, float)) else ""
+
+
+def _confidence_colors(spans: list) -> dict:
+    """A colour per confidence label: green when sure, amber, red when the model hesitates."""
+    return {label: "#22c55e" if float(label) >= 0.9 else "#f59e0b" if float(label) >= 0.6 else "#ef4444"
+            for _, label in spans if label is not None}
 
 
 def _answer_or_error(answer):
@@ -60,7 +75,7 @@ def _answer_or_error(answer):
             return await answer(task, text, **options)
         except InputError as error:
             raise gr.Error(error.message) from None
-        except Exception as error:  # the model service is down or restarting: say so on the page
+        except Exception as error:  # overloaded, or a bug: say so on the page rather than break it
             raise gr.Error(f"the {task} model did not answer: {error}") from None
 
     return call
@@ -72,13 +87,24 @@ def _current_service_answer(task: str, text: str, **options):
     return bentoml.get_current_service().answer(task, text, **options)
 
 
+def example_buttons(text: gr.Textbox, examples: list[str]) -> None:
+    """Buttons that put an example into the text box, in the browser (gr.Examples renders blank in Gradio 6 tabs
+    other than the first)."""
+    with gr.Row():
+        gr.Markdown("Examples:", elem_classes="tagsmith-note")
+        for example in examples:
+            label = example if len(example) <= 20 else example[:20] + "…"
+            gr.Button(label, size="sm", variant="secondary").click(None, None, text, js=f"() => {json.dumps(example)}")
+
+
 def build_demo(tasks: list[str], root: Path, answer=_current_service_answer) -> gr.Blocks:
     call = _answer_or_error(answer)
 
     async def segment(text):
         result = (await call("segmentation", text))["results"][0]
         spans = [(s["text"], str(n + 1)) for n, s in enumerate(result["sentences"])]
-        return spans, result["segmented"]
+        colors = {label: ("#38bdf8", "#a78bfa")[n % 2] for n, (_, label) in enumerate(spans)}
+        return gr.HighlightedText(value=spans, color_map=colors), result["segmented"]
 
     async def punctuate(text):
         result = (await call("punctuation", text))["results"][0]
@@ -86,8 +112,8 @@ def build_demo(tasks: list[str], root: Path, answer=_current_service_answer) -> 
         for mark in result["marks"]:
             spans += [(result["text"][start:mark["position"]], None), (mark["mark"], f"{mark['confidence']:.2f}")]
             start = mark["position"]
-        spans.append((result["text"][start:], None))
-        return [s for s in spans if s[0]], result["punctuated"]
+        spans = [s for s in spans + [(result["text"][start:], None)] if s[0]]
+        return gr.HighlightedText(value=spans, color_map=_confidence_colors(spans)), result["punctuated"]
 
     async def toxicity(text):
         result = (await call("toxicity", text))["results"][0]
@@ -130,7 +156,7 @@ def build_demo(tasks: list[str], root: Path, answer=_current_service_answer) -> 
                     outputs = [gr.Textbox(label="Filled", elem_id="mlm-output"),
                                gr.Label(label="Candidates for the first mask", elem_id="mlm-candidates")]
                     button.click(fill_mask, [text, top_k], outputs, api_visibility="private")
-                gr.Examples([[e] for e in EXAMPLES[task]], inputs=[text])
+                example_buttons(text, EXAMPLES[task])
     return demo
 
 

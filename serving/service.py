@@ -1,36 +1,44 @@
 """The HTTP API (BentoML) and the demo page: ``bentoml serve serving.service:TagsmithService``.
 
-Two services, as BentoML composes them: ``TagsmithModels`` holds one ONNX Runtime per model package and answers
-lists of texts behind adaptive batching; ``TagsmithService`` is the public API. It checks every request
-(``serving/limits.py``), sends the texts to the batched model endpoints, and shapes the answer
-(``serving/answers.py``); it also mounts the Gradio demo at ``/demo``. Model packages come from
-``TAGSMITH_MODELS`` (default ``models/``): only the tasks present there are served.
+One service holds one ONNX Runtime per model package found in ``TAGSMITH_MODELS`` (default ``models/``; only the
+tasks present there are served). Each public endpoint (``/segment``, ``/punctuate``, ``/toxicity``,
+``/fill_mask``: one text or a list) checks the request (``serving/limits.py``), hands the texts to the task's
+adaptive batcher (``serving/batching.py``: BentoML's batching dispatcher, so concurrent requests share one model
+run) and shapes the answer (``serving/answers.py``). The Gradio demo, mounted at ``/demo``, answers through the
+same path. Malformed HTTP is stopped before BentoML parses it (``serving/http_guards.py``).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any, Union
 
-import bentoml
-from pydantic import Field
+from serving import bentoml_fixes
+
+bentoml_fixes.apply()  # before BentoML builds anything: its per-request leaks under load (see the module)
+
+import bentoml  # noqa: E402
+from pydantic import Field  # noqa: E402
 
 with bentoml.importing():
+    import anyio
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
     from serving import answers
+    from serving.batching import Batcher, Overloaded
     from serving.demo_page import demo_app
     from serving.http_guards import BodyLimitMiddleware, JSONErrorsMiddleware, JSONOnlyMiddleware
     from serving.limits import InputError, Limits, check_texts, check_top_k
     from serving.packages import TASKS, load_all, model_info, models_dir, present_tasks, runtime_threads
 
 LIMITS = Limits.from_env()
-BATCHING = {"batchable": True, "max_batch_size": int(os.environ.get("TAGSMITH_MAX_BATCH_SIZE", 32)),
-            # long enough that a queue full of long texts is served, not dropped with a 503
-            "max_latency_ms": int(os.environ.get("TAGSMITH_MAX_LATENCY_MS", 20_000))}
-TRAFFIC = {"timeout": 300}
+MAX_BATCH_SIZE = int(os.environ.get("TAGSMITH_MAX_BATCH_SIZE", 32))  # texts per model run
+MAX_LATENCY_MS = int(os.environ.get("TAGSMITH_MAX_LATENCY_MS", 20_000))  # then a waiting request gets a 503
+BATCH_SIZES = bentoml.metrics.Histogram(name="tagsmith_batch_size", documentation="texts per model run, by task",
+                                        labelnames=["task"], buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 
 Texts = Union[str, list[str]]
 TEXTS_HELP = (f"one text or a list of texts (at most {LIMITS.max_texts} texts of at most {LIMITS.max_chars} "
@@ -41,70 +49,52 @@ def texts_field(*examples: str, description: str = TEXTS_HELP):
     return Field(description=description, examples=list(examples), json_schema_extra=answers.one_of)
 
 
-@bentoml.service(name="tagsmith-models", traffic=TRAFFIC, workers=1)
-class TagsmithModels:
-    """The model packages, one runtime per task; each task's endpoint takes a batch of already checked texts."""
-
-    def __init__(self) -> None:
-        self.served = load_all(models_dir(), runtime_threads())
-
-    def __is_ready__(self) -> bool:
-        return True
-
-    @bentoml.api
-    def status(self) -> dict:
-        return {task: model_info(entry) for task, entry in self.served.items()}
-
-    @bentoml.api(**BATCHING)
-    def segmentation(self, texts: list[str]) -> list[dict]:
-        return [result.as_dict() for result in self.served["segmentation"].runtime.predict(texts)]
-
-    @bentoml.api(**BATCHING)
-    def punctuation(self, texts: list[str]) -> list[dict]:
-        return [result.as_dict() for result in self.served["punctuation"].runtime.predict(texts)]
-
-    @bentoml.api(**BATCHING)
-    def toxicity(self, texts: list[str]) -> list[dict]:
-        return [result.as_dict() for result in self.served["toxicity"].runtime.predict(texts)]
-
-    @bentoml.api(**BATCHING)
-    def mlm(self, texts: list[str]) -> list[list]:
-        return self.served["mlm"].runtime.predict(texts, top_k=LIMITS.max_top_k)
+def raw_predictor(runtime):
+    """The runtime's answer for a list of texts, as plain JSON-able values."""
+    if runtime.kind == "mlm":
+        return lambda texts: runtime.predict(texts, top_k=LIMITS.max_top_k)
+    return lambda texts: [result.as_dict() for result in runtime.predict(texts)]
 
 
 async def get_info(request) -> JSONResponse:
-    return JSONResponse(await bentoml.get_current_service().describe())
+    return JSONResponse(bentoml.get_current_service().describe())
 
 
 @bentoml.asgi_app(demo_app(present_tasks(models_dir())), path="/demo")
 @bentoml.asgi_app(Starlette(routes=[Route("/info", get_info, methods=["GET"])]), path="/")
-@bentoml.service(name="tagsmith", traffic=TRAFFIC, workers=1)
+@bentoml.service(name="tagsmith", traffic={"timeout": 300}, workers=int(os.environ.get("TAGSMITH_WORKERS", 1)))
 class TagsmithService:
     """Segmentation and punctuation of Classical Chinese, toxicity, and fill-mask, on ONNX Runtime."""
 
-    models = bentoml.depends(TagsmithModels)
-
     def __init__(self) -> None:
-        self.status: dict | None = None
+        self.served = load_all(models_dir(), runtime_threads())
+        self.status = {task: model_info(entry) for task, entry in self.served.items()}
+        limiter = anyio.CapacityLimiter(1)
+        observe = lambda task, size: BATCH_SIZES.labels(task=task).observe(size)  # noqa: E731
+        self.batchers = {task: Batcher(task, raw_predictor(entry.runtime), MAX_BATCH_SIZE, MAX_LATENCY_MS, limiter,
+                                       observe)
+                         for task, entry in self.served.items() if entry.runtime is not None}
+        # BentoML, Gradio and pydantic leave a few hundred thousand objects that live as long as the server: out of
+        # the collector's sight, a full garbage collection no longer walks them while requests wait
+        gc.freeze()
 
-    async def model_status(self) -> dict:
-        if self.status is None:  # asked once: the model service loads its packages at start and never again
-            self.status = await self.models.to_async.status()
-        return self.status
+    @bentoml.on_shutdown
+    def stop_batchers(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.shutdown()
 
     async def answer(self, task: str, texts: Any, top_k: int = 5) -> dict:
         """The answer for ``task``, the same for the API and the demo page; InputError for what cannot be answered."""
         texts = check_texts(texts, LIMITS)
-        entry = (await self.model_status()).get(task)
-        route = TASKS[task][0]
+        entry = self.status.get(task)
         if entry is None:
-            raise InputError(f"no {task} model is served here: {route} needs a package in "
+            raise InputError(f"no {task} model is served here: {TASKS[task][0]} needs a package in "
                              f"{models_dir() / task} (TAGSMITH_MODELS)", status=404)
         if not entry["served"]:
             raise InputError(f"the {task} model cannot be served: {entry['problem']}", status=503)
         if task == "mlm":
             return await self.fill_masks(texts, check_top_k(top_k, LIMITS), entry["mask_token"])
-        raw = await getattr(self.models.to_async, task)(texts)
+        raw = await self.batchers[task](texts)
         if task == "segmentation":
             results = [answers.segmented(r) for r in raw]
         elif task == "punctuation":
@@ -116,9 +106,10 @@ class TagsmithService:
     async def fill_masks(self, texts: list[str], top_k: int, mask_token: str) -> dict:
         missing = [i for i, text in enumerate(texts) if mask_token not in text]
         if missing:
+            detail = [{"loc": ["texts", i], "msg": f"no {mask_token}"} for i in missing]
             raise InputError(f"texts[{missing[0]}] has no {mask_token} token: put {mask_token} where a token should "
-                             f"be predicted", detail=[{"loc": ["texts", i], "msg": f"no {mask_token}"} for i in missing])
-        raw = await self.models.to_async.mlm(texts)
+                             "be predicted", detail=detail)
+        raw = await self.batchers["mlm"](texts)
         return {"task": "mlm", "results": [answers.filled_mask(t, m, mask_token, top_k) for t, m in zip(texts, raw)]}
 
     async def respond(self, task: str, texts: Any, **options: Any) -> JSONResponse:
@@ -127,11 +118,13 @@ class TagsmithService:
             return JSONResponse(await self.answer(task, texts, **options))
         except InputError as error:
             return JSONResponse(error.as_json(), status_code=error.status)
+        except Overloaded as error:
+            return JSONResponse({"error": str(error), "detail": []}, status_code=503, headers={"Retry-After": "1"})
 
-    async def describe(self) -> dict:
-        status = await self.model_status()
-        return {"models": status, "tasks": {task: route for task, (route, _) in TASKS.items() if task in status},
-                "limits": LIMITS.as_dict()}
+    def describe(self) -> dict:
+        return {"models": self.status, "tasks": {task: TASKS[task][0] for task in self.status},
+                "limits": LIMITS.as_dict(), "batching": {"max_batch_size": MAX_BATCH_SIZE,
+                                                         "max_latency_ms": MAX_LATENCY_MS}}
 
     @bentoml.api(route="/segment")
     async def segment(self, texts: Texts = texts_field("天地玄黃宇宙洪荒日月盈昃辰宿列張")) -> answers.SegmentResponse:
@@ -159,8 +152,8 @@ class TagsmithService:
 
     @bentoml.api(route="/info")
     async def info(self) -> dict:
-        """The served models: task, labels, training data, metrics, data grade; and the request limits."""
-        return await self.describe()
+        """The served models: task, labels, training data, metrics, data grade; the request limits; batching."""
+        return self.describe()
 
 
 # outermost first: JSON errors for unknown routes, JSON-only API routes, then the body size

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tagsmith.convert import punctuated_to_record
 from tagsmith.records import write_jsonl
 
@@ -50,7 +52,8 @@ def tagsmith(*args, timeout: int = 900) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", "tagsmith.cli", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env=quiet_env())
     if done.returncode != 0:
-        raise AssertionError(f"tagsmith {' '.join(map(str, args[:2]))} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        command = " ".join(map(str, args[:2]))
+        raise AssertionError(f"tagsmith {command} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     return done
 
 
@@ -102,6 +105,10 @@ def _train(task: str, data: dict, runs: Path, steps: int) -> Path:
     else:
         sets += [f"data.{split}={data[split]}" for split in ("train", "validation", "test")]
         sets += ["max_length=16"] if task == "toxicity" else ["max_length=64", "window_overlap=16"]
+    if task == "segmentation":
+        sets.append("data.script=traditional")  # punctuation reads simplified: the two scripts are both covered
+    if task == "toxicity":
+        sets.append("options.data_grade=demo")  # generated sentences: the model info must say so
     tagsmith("train", "--config", ROOT / f"training/configs/{config}.yaml", *[a for s in sets for a in ("--set", s)])
     return runs / task / "best"
 
@@ -146,12 +153,12 @@ def free_port() -> int:
 class Server:
     """``bentoml serve serving.service:TagsmithService`` on a free loopback port, as ``tagsmith serve`` starts it."""
 
-    def __init__(self, models: Path, log: Path, **env: str):
+    def __init__(self, models: Path, log: Path, command: str = "serve", **env: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._log_file = open(log, "wb")
-        command = [sys.executable, "-m", "tagsmith.cli", "serve", "--models", str(models), "--host", "127.0.0.1",
+        command = [sys.executable, "-m", "tagsmith.cli", command, "--models", str(models), "--host", "127.0.0.1",
                    "--port", str(self.port)]
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=self._log_file, stderr=subprocess.STDOUT,
                                         env=quiet_env(**env), start_new_session=True)
@@ -198,6 +205,8 @@ class Server:
         return total
 
     def stop(self) -> None:
+        if self._log_file.closed:
+            return
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)  # the session we started: the server and its workers
             try:
@@ -208,8 +217,30 @@ class Server:
         self._log_file.close()
 
 
-def start_server(models: Path, log: Path, **env: str) -> Server:
-    return Server(models, log, **env).wait_ready()
+def start_server(models: Path, log: Path, command: str = "serve", **env: str) -> Server:
+    return Server(models, log, command, **env).wait_ready()
+
+
+# --- session fixtures: import them into a test module by name (`from serving_fixtures import server`) -------
+
+_SESSION: dict = {}  # one model build and one server per test session, whichever module asks first
+
+
+@pytest.fixture(scope="session")
+def serving_models(tmp_path_factory) -> Path:
+    if "models" not in _SESSION:
+        _SESSION["models"] = model_packages(tmp_path_factory)
+    return _SESSION["models"]
+
+
+@pytest.fixture(scope="session")
+def server(serving_models, tmp_path_factory):
+    """The real server (``tagsmith serve``) on a free loopback port, with the four tiny packages."""
+    if "server" not in _SESSION:
+        log = tmp_path_factory.mktemp("server") / "server.log"
+        _SESSION["server"] = start_server(serving_models, log, TAGSMITH_THREADS="1")
+    yield _SESSION["server"]
+    _SESSION["server"].stop()
 
 
 def manifest(models: Path, task: str) -> dict:

@@ -101,9 +101,8 @@ def test_only_apptainer_sections(path):
 def test_train_image_has_apps():
     apps = {s.argument: s.body for s in read_sections(TRAIN_DEF) if s.name == "apprun"}
     assert set(apps) == {"train", "export", "bench"}
-    assert "tagsmith train" in apps["train"] and "tagsmith export" in apps["export"]
-    script = re.search(r"/opt/tagsmith/(bench/\S+\.py)", apps["bench"]).group(1)
-    assert (ROOT / script).is_file(), f"%apprun bench runs {script}, which is not in the repo"
+    for app, body in apps.items():
+        assert f'exec tagsmith {app} "$@"' in body
     assert "exec tagsmith" in section(TRAIN_DEF, "runscript").body
 
 

@@ -157,7 +157,9 @@ class Workspace:
         env.update(
             PROJECT_DIR=str(ROOT), RUNS_DIR=str(self.runs), LOG_DIR=str(self.logs),
             TAGSMITH_CACHE=str(self.folder / "cache"), HF_HUB_OFFLINE="1", CONTAINER="none", VENV=sys.prefix,
-            GPUS_PER_NODE="0", CPUS_PER_TASK="1", PARTITION="", TIME_LIMIT="00:10:00", OVERRIDES="",
+            GPUS_PER_NODE="0", CPUS_PER_TASK="1", PARTITION="", OVERRIDES="",
+            # a limit well above the scripts' --signal lead time, so that SLURM sends no USR1 of its own
+            TIME_LIMIT="01:00:00", SIGNAL_LEAD="",
         )
         env.update(settings)
         return env
@@ -178,27 +180,27 @@ def jobs(*args: str, env: dict, timeout: float = 60) -> subprocess.CompletedProc
     return subprocess.run([str(JOBS), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
 
 
-def run_job(kind: str, workspace: "Workspace", env: dict, timeout: float = 240) -> str:
-    """Submit with --wait; the job id once it has ended well, or a failure with its logs."""
-    process = subprocess.Popen([str(JOBS), "submit", kind, "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env, cwd=ROOT)
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-        job_id = out.strip().split(";")[0]
+def run_job(kind: str, workspace: "Workspace", env: dict, *args: str, timeout: float = 240) -> str:
+    """Submit and wait for the job (every task of an array) to end; its id once all went well, else a failure."""
+    job_id = submit(kind, *args, env=env)
+
+    def states() -> list[str]:
+        out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True).stdout
+        return re.findall(r"\bJobState=(\S+)", out)
+
+    try:  # polling, because sbatch --wait backs off to 10 s between its checks
+        found = wait_for(lambda: (s := states()) and not set(s) & {"PENDING", "RUNNING", "COMPLETING",
+                                                                   "CONFIGURING", "REQUEUED"} and s,
+                         timeout, f"{kind} job {job_id} to end", interval=0.5)
+    except AssertionError as error:
         subprocess.run(["scancel", job_id])
-        pytest.fail(f"{kind} job did not end within {timeout:.0f}s\n{failure_details(workspace, job_id)}")
-    job_id = out.strip().split(";")[0]
-    assert job_id.isdigit(), f"no job id: {out}\n{err}"
-    SUBMITTED.append(job_id)
-    assert process.returncode == 0, failure_details(workspace, job_id) + err
+        pytest.fail(f"{error}\n{failure_details(workspace, job_id)}")
+    assert set(found) == {"COMPLETED"}, failure_details(workspace, job_id)
     return job_id
 
 
-def submit(*args: str, env: dict, timeout: float = 240) -> str:
-    result = jobs("submit", *args, env=env, timeout=timeout)
+def submit(*args: str, env: dict) -> str:
+    result = jobs("submit", *args, env=env)
     job_id = result.stdout.strip().split(";")[0]
     assert job_id.isdigit(), f"no job id: {result.stdout}\n{result.stderr}"
     SUBMITTED.append(job_id)
@@ -227,15 +229,29 @@ def failure_details(workspace: Workspace, job_id: str) -> str:
 
 
 @pytest.mark.slow
-def test_train_job_runs_natively(slurm_cluster, workspace):
+def test_train_then_export_natively(slurm_cluster, workspace):
+    """sbatch -W of train.sbatch (CONTAINER=none), then export.sbatch through `jobs` with a dependency."""
     config = workspace.config("segmentation", max_steps=20, eval_steps=10)
-    env = workspace.env(CONFIG=str(config), OVERRIDES="trainer.learning_rate=3e-3 seed=7")
-    job_id = run_job("train", workspace, env)
+    env = workspace.env(CONFIG=str(config), OVERRIDES="trainer.learning_rate=3e-3 seed=7", TASK="segmentation",
+                        MODELS_DIR=str(workspace.folder / "models"))
+    # Plain sbatch from the project root, as docs/slurm.md shows; --gres=none drops the script's GPU line.
+    workspace.logs.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["sbatch", "--parsable", "--wait", "--gres=none", "--cpus-per-task=1",
+         f"--output={workspace.logs}/slurm_%j.out", f"--error={workspace.logs}/slurm_%j.err",
+         "containers/slurm/train.sbatch"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=240)
+    train_id = result.stdout.strip().split(";")[0]
+    SUBMITTED.append(train_id)
+    assert result.returncode == 0, failure_details(workspace, train_id) + result.stderr
+    export_id = run_job("export", workspace, env, "--after", train_id)
+
     results = workspace.results(config)
     assert results["global_step"] == 20
     assert results["config"]["trainer"]["learning_rate"] == 3e-3 and results["config"]["seed"] == 7
-    assert "done:" in workspace.job_log(job_id)
-    assert (workspace.runs / config.stem / "best" / "tagsmith.json").is_file()
+    assert "done:" in workspace.job_log(train_id)
+    package = workspace.folder / "models" / "segmentation"
+    assert (package / "tagsmith.json").is_file() and (package / "model.onnx").is_file(), failure_details(workspace, export_id)
 
 
 @pytest.mark.slow

@@ -150,10 +150,13 @@ def train_classification(config: ExperimentConfig, resume: bool = False, overwri
         log.warning("stopped by signal at step %d; resume with --resume", trainer.state.global_step)
         return runner.EXIT_REQUEUE
     train_seconds = time.time() - started
+    # every rank takes part in predict() (it gathers across processes); only rank 0 writes
+    validation_probs = softmax(trainer.predict(ListDataset(encode(validation_records))).predictions)
+    started = time.time()
+    test_probs = softmax(trainer.predict(ListDataset(encode(test_records))).predictions) if test_records else None
+    test_seconds = time.time() - started
     if not trainer.is_world_process_zero():
         return 0
-
-    validation_probs = softmax(trainer.predict(ListDataset(encode(validation_records))).predictions)
     threshold, tuning = None, None
     if binary:
         threshold = 0.5
@@ -173,9 +176,7 @@ def train_classification(config: ExperimentConfig, resume: bool = False, overwri
         "threshold": threshold, "threshold_tuning": tuning, "validation": validation_scores,
     }
     if test_records:
-        started = time.time()
-        test_probs = softmax(trainer.predict(ListDataset(encode(test_records))).predictions)
-        results["inference_texts_per_second"] = round(len(test_records) / max(time.time() - started, 1e-9), 1)
+        results["inference_texts_per_second"] = round(len(test_records) / max(test_seconds, 1e-9), 1)
         test_gold = np.array([index[r["label"]] for r in test_records])
         results["test"] = classification_metrics(test_probs, test_gold, labels, threshold=threshold,
                                                  positive=positive if binary else None)

@@ -156,13 +156,35 @@ class StopOnSignalCallback(TrainerCallback):
 
     def _handle(self, signum, frame):
         self.received = signum
+        # a second signal while we checkpoint and exit must not kill the process half-way
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         log.warning("received %s: saving a checkpoint at the next step, then exiting %d", signal.Signals(signum).name, EXIT_REQUEUE)
 
+    def _any_rank_received(self) -> bool:
+        """All ranks must stop at the same step, or the next collective hangs: share the flag."""
+        if not _distributed():
+            return self.received is not None
+        import torch
+        import torch.distributed as dist
+
+        device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+        flag = torch.tensor([1 if self.received is not None else 0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
     def on_step_end(self, args, state, control, **kwargs):
-        if self.received is not None:
+        if self._any_rank_received():
+            self.received = self.received or signal.SIGTERM
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class TimeBudgetCallback(TrainerCallback):

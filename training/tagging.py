@@ -151,11 +151,16 @@ def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: boo
         log.warning("stopped by signal at step %d; resume with --resume", trainer.state.global_step)
         return runner.EXIT_REQUEUE
     train_seconds = time.time() - started
+    trainer.compute_metrics = None  # from here on predictions are scored below, per merged text
+    # every rank takes part in predict() (it gathers across processes); only rank 0 writes
+    validation_predictions = trainer.predict(ListDataset(validation_windows.features)).predictions
+    test_windows = windows(test_records) if test_records else None
+    started = time.time()
+    test_predictions = trainer.predict(ListDataset(test_windows.features)).predictions if test_records else None
+    test_seconds = time.time() - started
     if not trainer.is_world_process_zero():
         return 0
-    trainer.compute_metrics = None  # from here on predictions are scored below, per merged text
-
-    validation_logits = merge_logits(validation_windows, trainer.predict(ListDataset(validation_windows.features)).predictions)
+    validation_logits = merge_logits(validation_windows, validation_predictions)
     bias, validation_scores = (0.0, task.score(validation_gold, [decode(l, task.labels) for l in validation_logits]))
     if config.tune_decision:
         # options.tune_on_kind: tune on the validation records of one kind (e.g. prose, the text people bring)
@@ -186,10 +191,8 @@ def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: boo
         "validation": validation_scores,
     }
     if test_records:
-        test_windows = windows(test_records)
-        started = time.time()
-        test_logits = merge_logits(test_windows, trainer.predict(ListDataset(test_windows.features)).predictions)
-        seconds = time.time() - started
+        test_logits = merge_logits(test_windows, test_predictions)
+        seconds = test_seconds
         gold = [r["labels"] for r in test_records]
         predicted = [decode(l, task.labels, bias_ids, bias) for l in test_logits]
         results["test"] = task.score(gold, predicted)

@@ -22,6 +22,8 @@ load_config() {
     export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$TAGSMITH_CACHE/pip}
     export MPLCONFIGDIR=${MPLCONFIGDIR:-$TAGSMITH_CACHE/matplotlib}
     export PYTHONUNBUFFERED=1
+    # One thread per allocated CPU: without cgroups nothing else stops torch from using every core of a node.
+    if [[ -n ${SLURM_CPUS_PER_TASK:-} ]]; then export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$SLURM_CPUS_PER_TASK}; fi
     set_runner
     set_override_args
     log "job ${SLURM_JOB_ID:-none} on $(hostname -s), restart ${SLURM_RESTART_COUNT:-0}, container=$CONTAINER"
