@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export BENTOML_DO_NOT_TRACK ?= True
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: install demo test test-fast bench bench-tagging bench-domain bench-export lint clean
+.PHONY: install demo test test-fast bench bench-tagging bench-domain bench-export bench-serving lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,10 @@ bench-domain: $(STAMP)
 bench-export: $(STAMP)
 	$(BIN)/python bench/export_bench.py
 
-bench: bench-tagging bench-domain bench-export
+bench-serving: $(STAMP)
+	$(BIN)/python bench/serving_bench.py
+
+bench: bench-tagging bench-domain bench-export bench-serving
 
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q tagsmith training export serving bench tests

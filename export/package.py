@@ -83,6 +83,8 @@ def base_manifest(checkpoint: Checkpoint, tokenizer, special_tokens: dict, param
         "data_sha256": info.get("data_sha256", {}),
         "metrics": info.get("metrics", {}),
     }
+    # "demo" when trained on the built-in seed set: the API and the demo page say so
+    manifest["data_grade"] = info.get("data_grade", "real")
     return manifest
 
 

@@ -105,7 +105,7 @@ def main() -> None:
     for task, run_dir in runs.items():
         export_once(run_dir, task)
     if has_command("serve") and os.environ.get("TAGSMITH_DEMO_NO_SERVE") != "1":
-        console.print("[bold green]serving: API http://127.0.0.1:3000 (docs at /docs), demo page "
+        console.print("[bold green]serving: API http://127.0.0.1:3000 (OpenAPI UI at /, spec at /docs.json), demo page "
                       "http://127.0.0.1:3000/demo — Ctrl-C to stop[/]")
         tagsmith("serve", "--models", "models")
 
