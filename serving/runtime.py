@@ -13,7 +13,6 @@ package's task kind:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tagsmith.hashing import sha256_file  # noqa: F401 (package verification; re-exported)
 from tagsmith.convert import to_script
 from tagsmith.windows import decode, merge_windows, window_spans
 
@@ -37,14 +37,6 @@ class PackageError(RuntimeError):
 
 
 # --- the package on disk ------------------------------------------------------------------------------------
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(path: str | Path) -> dict:

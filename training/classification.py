@@ -141,15 +141,9 @@ def train_classification(config: ExperimentConfig, resume: bool = False, overwri
         compute_loss_func=weighted_loss(weights) if weights is not None else None,
         callbacks=runner.standard_callbacks(config, stopper),
     )
-    checkpoint = runner.latest_complete_checkpoint(run_dir) if resume else None
-    if checkpoint:
-        log.info("resuming from %s", checkpoint)
-    started = time.time()
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    if stopper.received is not None:
-        log.warning("stopped by signal at step %d; resume with --resume", trainer.state.global_step)
+    train_seconds = runner.train_until_done_or_signal(trainer, run_dir, resume, stopper)
+    if train_seconds is None:
         return runner.EXIT_REQUEUE
-    train_seconds = time.time() - started
     # every rank takes part in predict() (it gathers across processes); only rank 0 writes
     validation_probs = softmax(trainer.predict(ListDataset(encode(validation_records))).predictions)
     started = time.time()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from pathlib import Path
 
 import torch
@@ -181,12 +180,9 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
         eval_dataset=ListDataset(_with_offsets(eval_blocks, tokenizer, whole_word)),
         callbacks=runner.standard_callbacks(config, stopper),
     )
-    checkpoint = runner.latest_complete_checkpoint(run_dir) if resume else None
-    started = time.time()
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    if stopper.received is not None:
+    seconds = runner.train_until_done_or_signal(trainer, run_dir, resume, stopper)
+    if seconds is None:
         return runner.EXIT_REQUEUE
-    seconds = time.time() - started
     if not trainer.is_world_process_zero():
         return 0
     after = masked_lm_scores(trainer.model, tokenizer, eval_blocks, probability, config.seed)

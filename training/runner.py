@@ -3,7 +3,6 @@ atomic checkpoints, resume, and the files a finished run leaves (DESIGN.md "Run 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,6 +16,7 @@ from transformers import TrainerCallback, TrainingArguments
 
 from tagsmith import __version__
 from tagsmith.config import ExperimentConfig, dump_config
+from tagsmith.hashing import sha256_file  # noqa: F401 (re-exported)
 
 log = logging.getLogger("tagsmith")
 
@@ -206,6 +206,20 @@ class TimeBudgetCallback(TrainerCallback):
         return control
 
 
+def train_until_done_or_signal(trainer, run_dir: Path, resume: bool, stopper: "StopOnSignalCallback") -> float | None:
+    """Train (from the newest complete checkpoint with ``resume``); seconds taken, or None when a signal
+    stopped the run after a checkpoint (the caller exits EXIT_REQUEUE)."""
+    checkpoint = latest_complete_checkpoint(run_dir) if resume else None
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    started = time.time()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if stopper.received is not None:
+        log.warning("stopped by signal at step %d; resume with --resume", trainer.state.global_step)
+        return None
+    return time.time() - started
+
+
 def standard_callbacks(config: ExperimentConfig, stopper: "StopOnSignalCallback") -> list:
     from transformers import EarlyStoppingCallback
 
@@ -221,14 +235,6 @@ class LogHistoryCallback(TrainerCallback):
 
 
 # --- what a finished run leaves ---------------------------------------------------------------------------------
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_commit() -> str | None:
