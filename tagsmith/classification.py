@@ -95,6 +95,12 @@ def _binary_inputs(probs: Any, gold: Any) -> tuple[np.ndarray, np.ndarray]:
     return p, g.astype(int)
 
 
+def _logit_midpoint(lower: float, upper: float, eps: float = 1e-7) -> float:
+    lo, hi = np.clip([lower, upper], eps, 1 - eps)
+    mid = (np.log(lo / (1 - lo)) + np.log(hi / (1 - hi))) / 2
+    return float(min(1 / (1 + np.exp(-mid)), upper))
+
+
 def tune_threshold(
     probs: np.ndarray,
     gold: np.ndarray,
@@ -107,7 +113,8 @@ def tune_threshold(
 
     * ``objective="f1"``: the threshold maximising F1 of the positive class (candidates are the
       distinct scores, via ``sklearn.metrics.precision_recall_curve``); on ties the highest such
-      threshold (fewest positive predictions) wins.
+      score (fewest positive predictions) wins. The returned threshold lies midway (logit space) between
+      that score (``boundary_score``) and the next lower one, so validation predictions are unchanged.
     * ``target_recall=r`` (or ``objective="recall"`` with it): the highest threshold whose recall
       is still >= r - i.e. the best precision you can have while catching at least r of the
       positives.
@@ -147,8 +154,14 @@ def tune_threshold(
         # recall is non-increasing in the threshold and recall[0] == 1, so ok is never empty
         idx = int(ok[-1])
         out = {"objective": "recall", "target_recall": float(target_recall)}
+    # The chosen score belongs to a validation example: a threshold exactly there flips on the slightest
+    # shift. Place it midway (in logit space) to the next lower score instead: every validation prediction
+    # stays the same, and unseen texts get the widest margin on both sides.
+    upper = float(thresholds[idx])
+    lower = float(thresholds[idx - 1]) if idx > 0 else 0.0
     out.update(
-        threshold=float(thresholds[idx]),
+        threshold=_logit_midpoint(lower, upper),
+        boundary_score=upper,
         f1=float(f1[idx]),
         precision=float(precision[idx]),
         recall=float(recall[idx]),

@@ -65,7 +65,8 @@ GOLD = np.array([0, 0, 1, 1, 1, 0])
 def test_tune_threshold_f1_hand_computed():
     r = tune_threshold(P_TOX, GOLD)
     assert r["objective"] == "f1"
-    assert r["threshold"] == pytest.approx(0.35)
+    assert r["boundary_score"] == pytest.approx(0.35)
+    assert 0.2 < r["threshold"] < 0.35  # midway to the next lower score (0.2): same predictions, wider margin
     assert r["f1"] == pytest.approx(6 / 7)
     assert r["precision"] == pytest.approx(3 / 4)
     assert r["recall"] == pytest.approx(1.0)
@@ -79,7 +80,9 @@ def test_tune_threshold_f1_hand_computed():
 def test_tune_threshold_target_recall(target, thr, p, rec):
     r = tune_threshold(P_TOX, GOLD, target_recall=target)
     assert r["objective"] == "recall" and r["target_recall"] == target
-    assert r["threshold"] == pytest.approx(thr)
+    assert r["boundary_score"] == pytest.approx(thr)
+    lower = max([x for x in P_TOX if x < thr], default=0.0)
+    assert lower < r["threshold"] < thr
     assert r["precision"] == pytest.approx(p)
     assert r["recall"] == pytest.approx(rec)
     assert r["recall"] >= target - 1e-12
@@ -88,7 +91,7 @@ def test_tune_threshold_target_recall(target, thr, p, rec):
 def test_tune_threshold_tie_prefers_highest_threshold():
     # t=0.9: P=1 R=1/2 F1=2/3 ; t=0.2: P=1/2 R=1 F1=2/3 (tie) ; lower ones worse
     r = tune_threshold(np.array([0.9, 0.8, 0.7, 0.2]), np.array([1, 0, 0, 1]))
-    assert r["threshold"] == pytest.approx(0.9) and r["f1"] == pytest.approx(2 / 3)
+    assert r["boundary_score"] == pytest.approx(0.9) and 0.8 < r["threshold"] < 0.9 and r["f1"] == pytest.approx(2 / 3)
 
 
 def test_tune_threshold_roundtrips_through_metrics():
@@ -242,3 +245,11 @@ def test_multilabel_metrics():
     m2 = multilabel_metrics(probs, gold, names, thresholds=[0.7, 0.55])
     assert m2["per_label"]["toxic"]["f1"] == pytest.approx(1.0) and m2["subset_accuracy"] == pytest.approx(3 / 4)
     json.dumps(m2)
+
+
+def test_tuned_threshold_keeps_a_margin_when_classes_separate():
+    # perfect separation with saturated scores: the threshold moves off the boundary score (0.999)
+    p = np.array([0.999, 0.9995, 0.9999, 0.01, 0.05, 0.2])
+    r = tune_threshold(p, np.array([1, 1, 1, 0, 0, 0]))
+    assert r["boundary_score"] == pytest.approx(0.999) and r["f1"] == 1.0
+    assert 0.2 < r["threshold"] < 0.99  # logit midpoint of 0.2 and 0.999: about 0.94
