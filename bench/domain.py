@@ -25,7 +25,7 @@ SHARED = ROOT.parent / "shared" / "data"
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-console = Console()
+console = Console(width=170)
 
 
 def tagsmith(*args: str) -> None:

@@ -31,7 +31,7 @@ from tagsmith.tasks import get_task  # noqa: E402
 CCLUE = ROOT.parent / "shared" / "data" / "cclue_dev" / "cclue_punc_dev.jsonl"
 DEFAULT_RUNS = ["segmentation-cpu", "punctuation-cpu"]
 PRETRAINING = {"segmentation-cpu": "mlm-chinese-poetry-cpu", "punctuation-cpu": "mlm-chinese-poetry-cpu"}
-console = Console()
+console = Console(width=170)
 
 
 def cclue_records(task: str, path: Path = CCLUE) -> list[dict]:
