@@ -128,3 +128,20 @@ def test_sigterm_checkpoints_exits_75_and_resume_matches_uninterrupted(tmp_path)
     assert resumed["global_step"] == plain["global_step"] == 60
     assert resumed["test"]["roc_auc"] == pytest.approx(plain["test"]["roc_auc"], abs=0.03)
     assert resumed["test"]["macro_f1"] == pytest.approx(plain["test"]["macro_f1"], abs=0.05)
+
+
+def test_whole_word_masking_masks_every_piece_of_a_word(tmp_path):
+    from training.mlm import _with_offsets, chunk, training_collator
+    from training.tokenizer import build_wordpiece_tokenizer
+
+    texts = ["the transcription factor binds the promoter region"] * 30 + ["transcriptional regulation"] * 30
+    tokenizer = build_wordpiece_tokenizer(texts, tmp_path / "tok", vocab_size=60)
+    blocks = _with_offsets(chunk(texts[:8], tokenizer, 32), tokenizer, True)
+    batch = training_collator(tokenizer, 0.5, True, seed=0)([dict(b) for b in blocks])
+    tokens = [tokenizer.convert_ids_to_tokens(ids) for ids in batch["input_ids"].tolist()]
+    masked = batch["labels"] != -100
+    assert masked.any()
+    for row, flags in zip(tokens, masked.tolist()):
+        for i, token in enumerate(row):
+            if i and token.startswith("##") and token != "[MASK]":  # a continuation piece left visible ...
+                assert not flags[i - 1], "... whose word start was masked"

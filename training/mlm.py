@@ -118,6 +118,14 @@ def masked_lm_scores(model, tokenizer, blocks: list[dict], mlm_probability: floa
             "top5_accuracy": top5 / max(total, 1), "masked_tokens": total}
 
 
+def training_collator(tokenizer, probability: float, whole_word: bool, seed: int) -> DataCollatorForLanguageModeling:
+    # Whole-word masking always replaces with [MASK]; transformers 4.57 would otherwise say so through a
+    # broken warnings.warn call (a str as the category) that raises TypeError.
+    replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if whole_word else {}
+    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, whole_word_mask=whole_word,
+                                           seed=seed, **replace)
+
+
 def make_tokenizer(config: ExperimentConfig, run_dir: Path, texts: list[str]):
     if config.model.name_or_path:
         return load_tokenizer(resolve_model_path(config.model.name_or_path))
@@ -170,8 +178,7 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
     before = masked_lm_scores(model, tokenizer, eval_blocks, probability, config.seed)
     log.info("before adaptation: %s", before)
 
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, whole_word_mask=whole_word,
-                                               seed=config.seed)
+    collator = training_collator(tokenizer, probability, whole_word, config.seed)
     stopper = runner.StopOnSignalCallback()
     args = runner.training_arguments(config, run_dir, "loss", {"greater_is_better": False})
     trainer = Trainer(
