@@ -123,3 +123,4 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         load_tagging_model(tmp_path)
     with pytest.raises(CheckpointError, match="no config.json"):
         load_tagging_model(tmp_path / "missing")
+

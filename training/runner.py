@@ -35,7 +35,8 @@ def is_main_process() -> bool:
 
 def prepare_run_dir(config: ExperimentConfig, resume: bool, overwrite: bool) -> Path:
     run_dir = config.run_dir
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+    # only rank 0 judges (and may clear) the run dir: the other ranks start while rank 0 is already writing it
+    if is_main_process() and run_dir.exists() and any(run_dir.iterdir()) and not resume:
         if not overwrite:
             raise RunDirError(f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over")
         if is_main_process():
