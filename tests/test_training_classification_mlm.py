@@ -145,3 +145,36 @@ def test_whole_word_masking_masks_every_piece_of_a_word(tmp_path):
         for i, token in enumerate(row):
             if i and token.startswith("##") and token != "[MASK]":  # a continuation piece left visible ...
                 assert not flags[i - 1], "... whose word start was masked"
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_masked_only_scoring_gives_the_stock_loss_and_gradients(family):
+    """Training scores the vocabulary at masked positions only: same loss and gradients as the stock head."""
+    import copy
+
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, RobertaConfig, RobertaForMaskedLM
+
+    from training.mlm import score_masked_positions_only
+
+    size = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                max_position_embeddings=40)
+    stock = (BertForMaskedLM(BertConfig(**size)) if family == "bert"
+             else RobertaForMaskedLM(RobertaConfig(**size, pad_token_id=1)))
+    fast = copy.deepcopy(stock)
+    assert score_masked_positions_only(fast)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 300, (4, 24), generator=generator)
+    labels = torch.full_like(ids, -100)
+    masked = torch.rand(ids.shape, generator=generator) < 0.2
+    labels[masked] = ids[masked]
+    for model in (stock, fast):
+        model.train()
+        torch.manual_seed(1)  # the same dropout masks in both
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels).loss.backward()
+    torch.manual_seed(1)
+    assert fast(input_ids=ids, labels=labels).logits.shape == (int(masked.sum()), 300)  # masked positions only
+    for (name, a), b in zip(stock.named_parameters(), fast.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+    fast.eval()  # evaluation and inference see the stock model: logits at every position
+    assert fast(input_ids=ids, labels=labels).logits.shape == (4, 24, 300)

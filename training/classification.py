@@ -158,6 +158,7 @@ def train_classification(config: ExperimentConfig, resume: bool = False, overwri
         if config.tune_decision:
             gold01 = (validation_gold == positive_index).astype(int)
             tuning = tune_threshold(validation_probs[:, positive_index], gold01,
+                                    objective=config.options.get("threshold_objective", "f1"),
                                     target_recall=config.options.get("target_recall"))
             threshold = float(tuning["threshold"])
             log.info("threshold for %r tuned on validation: %.4f (%s)", positive, threshold, tuning)

@@ -90,6 +90,9 @@ def training_arguments(config: ExperimentConfig, run_dir: Path, metric: str, def
     }
     arguments.update(defaults)
     arguments.update(config.trainer)
+    if arguments.get("bf16") == "auto":
+        arguments["bf16"] = bf16_is_fast()
+        log.info("bf16: auto -> %s", arguments["bf16"])
     if arguments.get("save_strategy") != arguments.get("eval_strategy") and arguments.get("load_best_model_at_end"):
         arguments["save_strategy"] = arguments["eval_strategy"]
     if arguments.get("load_best_model_at_end") and "eval_steps" in arguments and "save_steps" not in config.trainer:
@@ -98,6 +101,21 @@ def training_arguments(config: ExperimentConfig, run_dir: Path, metric: str, def
         return TrainingArguments(**arguments)
     except (TypeError, ValueError) as error:
         raise RunDirError(f"config trainer: {error}") from None
+
+
+def bf16_is_fast() -> bool:
+    """Whether bf16 mixed precision speeds training here: a CUDA GPU that supports it (Ampere or later), or a
+    CPU with native bf16 matmuls (AVX512-BF16 or AMX, Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4).
+    Elsewhere bf16 is emulated on CPU and slower than fp32, so ``bf16: auto`` means fp32 there."""
+    import torch
+
+    if _cuda_available():
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def _cuda_available() -> bool:
