@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export BENTOML_DO_NOT_TRACK ?= True
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: install demo test test-fast bench bench-tagging bench-domain bench-export bench-serving lint clean
+.PHONY: install demo test test-fast bench bench-tagging bench-domain bench-export bench-serving bench-distributed lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,10 @@ bench-export: $(STAMP)
 bench-serving: $(STAMP)
 	$(BIN)/python bench/serving_bench.py
 
-bench: bench-tagging bench-domain bench-export bench-serving
+bench-distributed: $(STAMP)
+	$(BIN)/python bench/distributed.py
+
+bench: bench-tagging bench-domain bench-export bench-serving bench-distributed
 
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q tagsmith training export serving bench tests

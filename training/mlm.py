@@ -199,7 +199,8 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
         raise runner.RunDirError(f"{config.name}: no held-out text to evaluate on")
     run_dir = runner.prepare_run_dir(config, resume, overwrite)
     runner.setup_logging(run_dir)
-    tokenizer = make_tokenizer(config, run_dir, train_texts)
+    with runner.main_process_first(config):  # rank 0 builds and saves the vocabulary, the other ranks load it
+        tokenizer = make_tokenizer(config, run_dir, train_texts)
     if tokenizer.mask_token is None:
         raise runner.RunDirError(f"{config.model.name_or_path}: the tokenizer has no mask token")
     max_length = min(config.max_length, getattr(tokenizer, "model_max_length", config.max_length) or config.max_length)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import TrainerCallback, TrainingArguments
@@ -34,17 +36,40 @@ def is_main_process() -> bool:
 
 
 def prepare_run_dir(config: ExperimentConfig, resume: bool, overwrite: bool) -> Path:
+    """The run dir, judged (and with --overwrite cleared) by rank 0 alone, and every RNG seeded with the config's
+    seed so that the model's initial weights are the seed's (the Trainer seeds only after the model is built)."""
     run_dir = config.run_dir
-    # only rank 0 judges (and may clear) the run dir: the other ranks start while rank 0 is already writing it
-    if is_main_process() and run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        if not overwrite:
-            raise RunDirError(f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over")
-        if is_main_process():
+    # the other ranks wait: had one of them written to the run dir first, rank 0 would find a run there
+    with main_process_first(config):
+        if is_main_process() and run_dir.exists() and any(run_dir.iterdir()) and not resume:
+            if not overwrite:
+                raise RunDirError(f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over")
             shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if is_main_process():
-        dump_config(config, run_dir / "config.yaml")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if is_main_process():
+            dump_config(config, run_dir / "config.yaml")
+    from transformers import set_seed
+
+    set_seed(config.seed)
     return run_dir
+
+
+@contextmanager
+def main_process_first(config: ExperimentConfig):
+    """Under torchrun, rank 0 runs the block first and the other ranks only once it has (a barrier before and after).
+    It starts the process group the way TrainingArguments would (which then keeps it); when rank 0 leaves with an
+    error, torchrun stops the ranks waiting here. Without torchrun, just the block."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield
+        return
+    from datetime import timedelta
+
+    from accelerate import PartialState
+
+    cpu = bool(config.trainer.get("use_cpu", not _cuda_available()))
+    timeout = timedelta(seconds=int(config.trainer.get("ddp_timeout", 1800)))
+    with PartialState(cpu=cpu, backend=config.trainer.get("ddp_backend"), timeout=timeout).main_process_first():
+        yield
 
 
 def setup_logging(run_dir: Path) -> None:
@@ -231,12 +256,32 @@ def train_until_done_or_signal(trainer, run_dir: Path, resume: bool, stopper: "S
     checkpoint = latest_complete_checkpoint(run_dir) if resume else None
     if checkpoint:
         log.info("resuming from %s", checkpoint)
+        _restore_cpu_index_locations()
     started = time.time()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if stopper.received is not None:
         log.warning("stopped by signal at step %d; resume with --resume", trainer.state.global_step)
         return None
     return time.time() - started
+
+
+_CPU_INDEX_LOCATIONS = False  # whether torch.load restores "cpu:N" yet
+
+
+def _restore_cpu_index_locations() -> None:
+    """Let torch.load take ``cpu:0`` for the CPU. Under torchrun on CPUs (gloo) accelerate makes the Trainer's device
+    ``cpu:0``, which the Trainer passes as map_location of the optimizer state on resume; torch restores only ``cpu``
+    and fails with "don't know how to restore data location ... (tagged with cpu:0)". Saving is unaffected."""
+    global _CPU_INDEX_LOCATIONS
+    if _CPU_INDEX_LOCATIONS:
+        return
+    import torch
+
+    def deserialize(storage, location: str):
+        return storage if re.fullmatch(r"cpu:\d+", location) else None
+
+    torch.serialization.register_package(99, lambda storage: None, deserialize)
+    _CPU_INDEX_LOCATIONS = True
 
 
 def standard_callbacks(config: ExperimentConfig, stopper: "StopOnSignalCallback") -> list:

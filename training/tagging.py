@@ -103,7 +103,8 @@ def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: boo
     train_records = prepare_train_records(config, splits["train"])
     validation_records = cap_eval(config, splits["validation"])
     test_records = cap_eval(config, splits.get("test") or [])
-    tokenizer = make_tokenizer(config, run_dir, [r["text"] for r in splits["train"]])
+    with runner.main_process_first(config):  # rank 0 builds and saves the vocabulary, the other ranks load it
+        tokenizer = make_tokenizer(config, run_dir, [r["text"] for r in splits["train"]])
     label_index = {label: i for i, label in enumerate(task.labels)}
 
     def windows(records):
