@@ -120,12 +120,33 @@ def masked_lm_scores(model, tokenizer, blocks: list[dict], mlm_probability: floa
             "top5_accuracy": top5 / max(total, 1), "masked_tokens": total}
 
 
-def training_collator(tokenizer, probability: float, whole_word: bool, seed: int) -> DataCollatorForLanguageModeling:
+def training_collator(tokenizer, probability: float, whole_word: bool, seed: int):
     # Whole-word masking always replaces with [MASK]; transformers 4.57 would otherwise say so through a
     # broken warnings.warn call (a str as the category) that raises TypeError.
     replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if whole_word else {}
-    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, whole_word_mask=whole_word,
-                                           seed=seed, **replace)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, whole_word_mask=whole_word,
+                                               seed=seed, **replace)
+    return PadOffsets(collator) if whole_word else collator
+
+
+class PadOffsets:
+    """Pads ``offset_mapping`` to the longest block of the batch before the whole-word collator runs.
+
+    transformers 4.57's whole-word masking reads character offsets, but ``tokenizer.pad`` pads only the token
+    fields, so a batch of blocks of different lengths (short sentences, the last block of a text) fails to
+    become a tensor. Padding positions get (0, 0) and are special tokens (``tokenizer.pad`` pads
+    ``special_tokens_mask`` with 1), so they are never masked."""
+
+    def __init__(self, collator: DataCollatorForLanguageModeling):
+        self.collator = collator
+
+    def __call__(self, examples: list[dict]) -> dict:
+        longest = max(len(e["input_ids"]) for e in examples)
+        padded = []
+        for e in examples:
+            offsets = [tuple(pair) for pair in e["offset_mapping"]]
+            padded.append({**e, "offset_mapping": offsets + [(0, 0)] * (longest - len(offsets))})
+        return self.collator(padded)
 
 
 def make_tokenizer(config: ExperimentConfig, run_dir: Path, texts: list[str]):
@@ -220,7 +241,9 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
         log.info("training scores the vocabulary at masked positions only")
     collator = training_collator(tokenizer, probability, whole_word, config.seed)
     stopper = runner.StopOnSignalCallback()
-    args = runner.training_arguments(config, run_dir, "loss", {"greater_is_better": False})
+    # the collator consumes offset_mapping / special_tokens_mask (whole-word masking): the Trainer must pass them on
+    args = runner.training_arguments(config, run_dir, "loss", {"greater_is_better": False,
+                                                               "remove_unused_columns": False})
     trainer = Trainer(
         model=model, args=args, data_collator=collator,
         train_dataset=ListDataset(_with_offsets(train_blocks, tokenizer, whole_word)),
