@@ -23,3 +23,16 @@ def test_sikubert_configs_match_the_published_recipe():
         assert config.model.name_or_path == "SIKU-BERT/sikubert" and config.model.head.type == "cnn"
         assert (t["per_device_train_batch_size"], t["learning_rate"], t["num_train_epochs"], t["warmup_ratio"],
                 t["weight_decay"], config.seed) == (64, 2e-5, 5, 0.1, 0.01, 42)
+
+
+def test_bf16_auto_follows_the_hardware(tmp_path, monkeypatch):
+    """``trainer.bf16: auto`` becomes a plain bool: on for native bf16 matmuls, off where bf16 would be emulated."""
+    from tagsmith.config import load_config
+    from training import runner
+
+    config = load_config(Path(__file__).resolve().parents[1] / "training" / "configs" / "segmentation-cpu.yaml")
+    assert config.trainer["bf16"] == "auto"
+    for fast in (False, True):
+        monkeypatch.setattr(runner, "bf16_is_fast", lambda: fast)
+        args = runner.training_arguments(config, tmp_path, "f1", {})
+        assert args.bf16 is fast
