@@ -102,12 +102,13 @@ def losses(run_dir: Path, step: int) -> dict:
 
 
 def assert_same_losses(actual: dict, expected: dict, steps: range) -> None:
-    # rel 1e-3: the runs differ only in the order floats are summed (one batch of 32 vs two of 16 and an
-    # all-reduce), ~1e-7 a step; they agree to the 4 decimals the Trainer logs (measured). Dropout on, they would
-    # drift apart by a few per cent, as would a rank that sees other batches.
+    # rel 5e-3: the runs differ only in the order floats are summed (one batch of 32 vs two of 16 and an
+    # all-reduce), ~1e-7 a step, and that rounding compounds over the steps: measured up to 1.2e-3 relative by
+    # step 30-35 (CI, 2026-11). Dropout on, they drift apart by a few per cent, as would a rank that sees other
+    # batches; a mis-scaled loss is off by the world size.
     chosen = {k: v for k, v in expected.items() if k[1] in steps}
     assert len(chosen) >= 4, expected
-    assert {k: actual.get(k) for k in chosen} == {k: pytest.approx(v, rel=1e-3) for k, v in chosen.items()}
+    assert {k: actual.get(k) for k in chosen} == {k: pytest.approx(v, rel=5e-3) for k, v in chosen.items()}
 
 
 @pytest.fixture(scope="module")
