@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("packages", nargs="*", help="model packages (default: models/*/)")
     parser.add_argument("--data", type=Path, help="records to time (default: each package's evaluation data)")
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--texts", type=int, default=256, help="texts in the batch-32 throughput run")
+    parser.add_argument("--texts", type=int, default=0, help="texts for throughput and the metric (0: the whole data file, 256-2000)")
     parser.add_argument("--latency-texts", type=int, default=100, help="texts timed one by one")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, help="threads per backend (default: all cores)")

@@ -265,7 +265,8 @@ def bench(
     package: Path = typer.Argument(..., help="A model package (models/<task>)."),
     data: Optional[Path] = typer.Option(None, help="Records to time (default: the package's evaluation data)."),
     backends: str = typer.Option("pytorch,onnx-fp32,onnx-int8", help="Comma-separated backends to compare."),
-    texts: int = typer.Option(256, help="Texts for throughput (the data is cycled when shorter)."),
+    texts: int = typer.Option(0, help="Texts for throughput and the metric (0: the whole data file, at least 256 "
+                                       "cycled, at most 2000)."),
     latency_texts: int = typer.Option(100, help="Texts timed one at a time for the latency percentiles."),
     batch_size: int = typer.Option(32, help="Texts per call in the throughput run."),
     threads: Optional[int] = typer.Option(None, help="Threads for every backend (default: all cores)."),

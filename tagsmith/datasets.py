@@ -13,7 +13,7 @@ from tagsmith.split import split_by_document
 #: teach almost nothing about prose punctuation; they go into the mlm corpus, not the tagging records.
 #: qianziwen has no punctuation at all and dizigui separates lines by spaces: no labels to learn from.
 TAGGING_EXCLUDED = ("quantangshi", "quansongshi", "yudingquantangshi", "qianziwen", "dizigui")
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4  # 4: the 全唐詩 / 全宋詩 poets' biographies are prose records
 BROKEN = "\ufffd"
 
 

@@ -109,7 +109,10 @@ FILES: dict[str, object] = {
     "quantangshi/唐诗补录.json": [
         {"author": "佚名", "paragraphs": ["住在绿池边，朝朝学采莲"], "title": "", "id": None, "notes": "长沙窑"},
     ],
-    "quantangshi/authors.tang.json": [{"name": "太宗皇帝", "desc": "帝姓李氏。", "id": "f78a"}],
+    # poets' biographies: Classical prose; the parenthesised dates and sources are the editors' and go
+    "quantangshi/authors.tang.json": [{"name": "高宗皇帝", "desc": "帝諱治，文皇第九子（《舊唐書》卷四）。存詩八首。", "id": "f78a"},
+                                      {"name": "佚名", "desc": "", "id": "a002"}],
+    "quantangshi/authors.song.json": [{"name": "郭昂", "desc": "郭昂，字百二，寧都（今屬江西）人。", "id": "b1"}],
     "quantangshi/error/poet.song.0.json": [
         {"author": "扈蒙", "paragraphs": ["（以上劉瑛整理）。"], "strains": ["？"], "title": "存目", "id": "6fa1",
          "error_type": ["内容含符号存疑"]},
@@ -148,6 +151,9 @@ EXPECTED = [
     Document("youmengying/0000", "youmengying", "prose", "", ["读经宜冬，其神专也。"]),
     Document("huajianji_preface/0000", "huajianji_preface", "prose", "花间集序",
              ["欧陽炯撰镂玉雕琼，拟化工而迥巧。"], author="欧陽炯"),
+    Document("quantangshi_authors/0000", "quantangshi_authors", "prose", "", ["帝諱治，文皇第九子。存詩八首。"],
+             author="高宗皇帝"),
+    Document("quansongshi_authors/0000", "quansongshi_authors", "prose", "", ["郭昂，字百二，寧都人。"], author="郭昂"),
     Document("chuci/0000", "chuci", "verse", "离骚", ["帝高阳之苗裔兮，朕皇考曰伯庸。"], author="屈原"),
     Document("quantangshi/0/0000", "quantangshi", "verse", "帝京篇十首 一",
              ["秦川雄帝宅，函谷壯皇居。", "綺殿千尋起，離宮百雉餘。"], author="太宗皇帝"),
@@ -212,7 +218,7 @@ def test_documents_follow_source_order(pkg: Path) -> None:
 def test_excluded_fields_and_skipped_files_never_appear(pkg: Path) -> None:
     text = "".join("".join(d.paragraphs) for d in iter_documents(pkg, progress=False))
     for excluded in ("吳楚材", "曹秋岳", "太平御覽", "隔夜残妆", "帝姓李氏", "劉瑛", "平平仄仄", "字晦仁",
-                     "一作", "選自", "〖", "詩題", "無正文", "同前", "——", "[1]", "bēi"):
+                     "一作", "選自", "〖", "舊唐書", "今屬", "詩題", "無正文", "同前", "——", "[1]", "bēi"):
         assert excluded not in text, excluded
 
 
@@ -453,15 +459,16 @@ def test_real_package(tmp_path: Path) -> None:
             pytest.skip(f"npm registry not reachable: {str(exc).splitlines()[-1]}")
         raise
     counts: dict[str, int] = {}
-    for doc in iter_documents(pkg, ["lunyu", "guwenguanzhi", "mengzi", "songci"], progress=False):
+    for doc in iter_documents(pkg, ["lunyu", "guwenguanzhi", "mengzi", "songci", "quansongshi_authors"], progress=False):
         counts[doc.collection] = counts.get(doc.collection, 0) + 1
         assert doc.paragraphs and all(p.strip() == p and p for p in doc.paragraphs)
     assert counts["lunyu"] == 20
     assert counts["mengzi"] == 14
     assert counts["guwenguanzhi"] == 222
     assert 21000 <= counts["songci"] <= 21100
+    assert 8900 <= counts["quansongshi_authors"] <= 8934  # 8,934 biographies, a few of them empty
     first = next(iter_documents(pkg, ["guwenguanzhi"], progress=False))
     assert (first.id, first.title) == ("guwenguanzhi/0000", "鄭伯克段於鄢")
     # every JSON file of the real package is either read or deliberately skipped
-    assert len(cp._plan(cp._dist_dir(pkg))) == 1274  # 2,245 JSON files minus the skipped ones
+    assert len(cp._plan(cp._dist_dir(pkg))) == 1276  # 2,245 JSON files minus the skipped ones
     assert os.path.isdir(pkg / "dist" / "strains")

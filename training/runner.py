@@ -294,7 +294,7 @@ def standard_callbacks(config: ExperimentConfig, stopper: "StopOnSignalCallback"
 class LogHistoryCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in logs.items()}
+            shown = {k: (float(f"{v:.5g}") if isinstance(v, float) else v) for k, v in logs.items()}
             log.info("step %d epoch %.2f %s", state.global_step, state.epoch or 0, json.dumps(shown, ensure_ascii=False))
 
 

@@ -36,8 +36,8 @@ What a :class:`Document` holds
 Granularity (one document is ...)
     a chapter (篇) for lunyu, mengzi, daxue, zhongyong, youxueqionglin, dizigui, shenglvqimeng,
     zengguangxianwen; an essay for guwenguanzhi; an entry for youmengying; a whole book for
-    baijiaxing, qianziwen, sanzijing (two editions), zhuzijiaxun; a poem / ci / qu / song
-    otherwise.
+    baijiaxing, qianziwen, sanzijing (two editions), zhuzijiaxun; a poet's biography for
+    quantangshi_authors / quansongshi_authors; a poem / ci / qu / song otherwise.
 
 Overlaps (see :data:`OVERLAPS`)
     Some collections are anthologies or other editions of the big ones (the 唐詩三百首 and
@@ -113,6 +113,10 @@ class _Source:
     pattern: str  # glob relative to package/dist
     part: Callable[[str], str] | str | None = None  # id part from the file stem; None: one file
     fixes: tuple[Callable[[list[str]], list[str]], ...] = ()  # source-specific cleanup
+    # flat list of records whose text is in this one field (author biographies: {"name", "desc", "id"});
+    # None: the nested poem/chapter schemas that _leaves walks
+    flat_text_key: str | None = None
+    author_key: str = "author"
 
     def part_of(self, path: Path) -> str | None:
         if self.part is None or isinstance(self.part, str):
@@ -216,6 +220,13 @@ _SOURCES: tuple[_Source, ...] = (
     _Source("shenglvqimeng", "prose", "mengxue/shenglvqimeng.json"),
     _Source("huajianji_preface", "prose", "wudaishici/huajianji/huajianji-0-preface.json",
             fixes=(_strip_footnote_marks,)),
+    # The editors' biographies of the poets of 全唐詩 / 全宋詩, written in Classical Chinese (史傳 style:
+    # "種師道，字彝叔，初名建中……洛陽人。世衡孫。少從張載學。"): about 0.8M characters of prose once the
+    # parenthesised dates, places and sources are dropped, five times the rest of the prose together.
+    _Source("quantangshi_authors", "prose", "quantangshi/authors.tang.json", fixes=_QTS_FIXES,
+            flat_text_key="desc", author_key="name"),
+    _Source("quansongshi_authors", "prose", "quantangshi/authors.song.json", fixes=_QTS_FIXES,
+            flat_text_key="desc", author_key="name"),
     # --- verse: poems, ci, qu, songs, rhymed primers -----------------------------------------
     _Source("shijing", "verse", "shijing/shijing.json"),
     _Source("chuci", "verse", "chuci/chuci.json"),
@@ -272,10 +283,9 @@ SKIPPED: dict[str, str] = {
     "strains/**/*.json": "tone patterns (平仄) of quantangshi poems, not text",
     "rank/**/*.json": "search-engine hit counts per poem, not text",
     "quantangshi/error/*.json": "copies of quantangshi records flagged as suspect (already read there)",
-    "quantangshi/authors.*.json": "author biographies (modern metadata)",
     "quantangshi/表面结构字.json": "glyph-description lookup table, not text",
-    "songci/author.song.json": "author biographies (modern metadata)",
-    "wudaishici/nantang/authors.json": "author biographies (modern metadata)",
+    "songci/author.song.json": "author biographies in modern Chinese, not Classical",
+    "wudaishici/nantang/authors.json": "author biographies in modern Chinese, not Classical",
     "wudaishici/nantang/intro.json": "modern introduction to the anthology",
     "mengxue/wenzimengqiu.json": "script primer: glyph images lost (●), mostly unpunctuated",
 }
@@ -384,6 +394,18 @@ def _leaves(node: Any, where: str) -> Iterator[tuple[str, dict]]:
         raise RecipeError(f"unexpected {type(node).__name__} at {where}")
 
 
+def _flat_records(data: Any, key: str) -> list[tuple[str, dict]]:
+    """(index path, {"paragraphs": [text], ...}) for a flat list of records with the text in ``key``."""
+    if not isinstance(data, list):
+        raise RecipeError(f"expected a list of records, got {type(data).__name__}")
+    out = []
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict) or not isinstance(rec.get(key, ""), str):
+            raise RecipeError(f"unexpected record at $[{i}]: expected an object with a text field {key!r}")
+        out.append((f"$[{i}]", {**rec, "paragraphs": [rec.get(key, "")]}))
+    return out
+
+
 def _text_field(rec: dict) -> list[str]:
     for key in _TEXT_KEYS:
         value = rec.get(key)
@@ -413,7 +435,7 @@ def _file_documents(source: _Source, path: Path, dist: Path) -> Iterator[Documen
     part = source.part_of(path)
     prefix = f"{source.collection}/{part}/" if part else f"{source.collection}/"
     try:
-        records = list(_leaves(data, "$"))
+        records = _flat_records(data, source.flat_text_key) if source.flat_text_key else list(_leaves(data, "$"))
     except RecipeError as exc:
         raise RecipeError(f"{rel}: {exc} (schema changed?)") from None
     for index, (where, rec) in enumerate(records):
@@ -430,7 +452,7 @@ def _file_documents(source: _Source, path: Path, dist: Path) -> Iterator[Documen
             kind=source.kind,
             title=_meta(rec, _TITLE_KEYS),
             paragraphs=paragraphs,
-            author=_meta(rec, ("author",)),
+            author=_meta(rec, (source.author_key,)),
         )
 
 
