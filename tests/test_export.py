@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -251,6 +252,55 @@ def test_gate_refuses_damaged_int8(tagger, tmp_path, monkeypatch):
     assert load_package(tmp_path / "pkg").variant == "fp32"
     with pytest.raises(PackageError, match="int8 was refused"):
         load_package(tmp_path / "pkg", prefer="int8")
+
+
+@pytest.mark.slow
+def test_int8_that_disagrees_falls_back_to_fp32_first_layer_ffn(tagger, tmp_path, monkeypatch):
+    """Whole-graph int8 that agrees poorly with PyTorch (damaged here) makes the exporter try the first encoder
+    layer's feed-forward in fp32, and publish that try when it agrees better."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from export import onnx_models
+    from export.exporter import ExportOptions, export_package
+
+    real_quantize = onnx_models.quantize_int8
+
+    def damaged_when_whole(src, dst, per_channel=True, reduce_range=False, keep_fp32=()):
+        settings = real_quantize(src, dst, per_channel, reduce_range, keep_fp32)
+        if not keep_fp32:
+            model = onnx.load(str(dst))
+            bias = next(t for t in model.graph.initializer if t.name == "classifier.bias")
+            values = numpy_helper.to_array(bias).copy()
+            values[0] += 20.0
+            bias.CopyFrom(numpy_helper.from_array(values.astype(np.float32), bias.name))
+            onnx.save(model, str(dst))
+        return settings
+
+    monkeypatch.setattr(onnx_models, "quantize_int8", damaged_when_whole)
+    lines = []
+    manifest = export_package(tagger["checkpoint"], ExportOptions(out=tmp_path / "pkg", data=tagger["data"]["parity"],
+                                                                  optimize="never"), say=lines.append)
+    tried = manifest["quantization"]["tried"]
+    assert [t["kept_fp32"] for t in tried] == ["nothing", "first layer's feed-forward"]
+    assert tried[1]["agreement"] > tried[0]["agreement"]
+    kept = manifest["quantization"]["kept_fp32"]
+    assert kept and all("layer.0/" in name for name in kept)
+    assert manifest["published"] == "int8"
+    graph = onnx.load(str(tmp_path / "pkg/model.int8.onnx")).graph
+    float_matmuls = {node.name for node in graph.node if node.op_type == "MatMul"}
+    assert set(kept) <= float_matmuls  # left as fp32 MatMul, not MatMulInteger
+    assert any("trying the first layer's feed-forward in fp32" in line for line in lines)
+
+
+def test_fp32_fallbacks_name_the_first_layer_ffn(small_root):
+    from export import onnx_models
+
+    groups = onnx_models.fp32_fallbacks(small_package(small_root, "classification") / "model.onnx")
+    assert [what for what, _ in groups] == ["first layer's feed-forward"]
+    names = groups[0][1]
+    assert len(names) == 2 and all(re.search(r"layer\.0/(intermediate|output)/", name) for name in names)
 
 
 # --- hashes and errors ---------------------------------------------------------------------------------------
