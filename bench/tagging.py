@@ -30,7 +30,7 @@ from tagsmith.tasks import get_task  # noqa: E402
 
 CCLUE = ROOT.parent / "shared" / "data" / "cclue_dev" / "cclue_punc_dev.jsonl"
 DEFAULT_RUNS = ["segmentation-cpu", "punctuation-cpu"]
-PRETRAINING = {"segmentation-cpu": "mlm-chinese-poetry-cpu", "punctuation-cpu": "mlm-chinese-poetry-cpu"}
+PRETRAINING = {"punctuation-cpu": "mlm-chinese-poetry-cpu"}  # segmentation-cpu trains from scratch (its config says why)
 console = Console(width=170)
 
 
