@@ -148,12 +148,8 @@ def fp32_fallbacks(model_file: Path) -> list[tuple[str, list[str]]]:
 
     graph = onnx.load(str(model_file), load_external_data=False).graph
     dense = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm") and node.name]
-    found = []
-    for what, pattern in _FALLBACKS:
-        names = [name for name in dense if pattern.search(name)]
-        if names and all(names != previous for _, previous in found):
-            found.append((what, names))
-    return found
+    groups = [(what, [name for name in dense if pattern.search(name)]) for what, pattern in _FALLBACKS]
+    return [(what, names) for what, names in groups if names]
 
 
 def convert_fp16(src: Path, dst: Path) -> dict:

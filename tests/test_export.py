@@ -219,12 +219,22 @@ def test_int8_verdict():
     assert "below PyTorch" in int8_verdict(torch_result, Result(None, {}, 0.890), 0.005)
 
 
-@pytest.mark.slow
-def test_gate_refuses_damaged_int8(tagger, tmp_path, monkeypatch):
+def damage_classifier_bias(model_file: Path) -> None:
+    """Push the tagger's first label ("no mark") up by 20 logits in an ONNX file: every character says "no mark"."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
 
+    model = onnx.load(str(model_file))
+    bias = next(t for t in model.graph.initializer if t.name == "classifier.bias")
+    values = numpy_helper.to_array(bias).copy()
+    values[0] += 20.0
+    bias.CopyFrom(numpy_helper.from_array(values.astype(np.float32), bias.name))
+    onnx.save(model, str(model_file))
+
+
+@pytest.mark.slow
+def test_gate_refuses_damaged_int8(tagger, tmp_path, monkeypatch):
     from export import onnx_models
     from export.exporter import ExportOptions, export_package
     from serving.runtime import PackageError, load_package
@@ -233,12 +243,7 @@ def test_gate_refuses_damaged_int8(tagger, tmp_path, monkeypatch):
 
     def damaged_quantize(src, dst, *args, **kwargs):
         settings = real_quantize(src, dst, *args, **kwargs)
-        model = onnx.load(str(dst))
-        bias = next(t for t in model.graph.initializer if t.name == "classifier.bias")
-        values = numpy_helper.to_array(bias).copy()
-        values[0] += 20.0  # every character now says "no mark"
-        bias.CopyFrom(numpy_helper.from_array(values.astype(np.float32), bias.name))
-        onnx.save(model, str(dst))
+        damage_classifier_bias(dst)
         return settings
 
     monkeypatch.setattr(onnx_models, "quantize_int8", damaged_quantize)
@@ -258,9 +263,7 @@ def test_gate_refuses_damaged_int8(tagger, tmp_path, monkeypatch):
 def test_int8_that_disagrees_falls_back_to_fp32_first_layer_ffn(tagger, tmp_path, monkeypatch):
     """Whole-graph int8 that agrees poorly with PyTorch (damaged here) makes the exporter try the first encoder
     layer's feed-forward in fp32, and publish that try when it agrees better."""
-    import numpy as np
     import onnx
-    from onnx import numpy_helper
 
     from export import onnx_models
     from export.exporter import ExportOptions, export_package
@@ -270,12 +273,7 @@ def test_int8_that_disagrees_falls_back_to_fp32_first_layer_ffn(tagger, tmp_path
     def damaged_when_whole(src, dst, per_channel=True, reduce_range=False, keep_fp32=()):
         settings = real_quantize(src, dst, per_channel, reduce_range, keep_fp32)
         if not keep_fp32:
-            model = onnx.load(str(dst))
-            bias = next(t for t in model.graph.initializer if t.name == "classifier.bias")
-            values = numpy_helper.to_array(bias).copy()
-            values[0] += 20.0
-            bias.CopyFrom(numpy_helper.from_array(values.astype(np.float32), bias.name))
-            onnx.save(model, str(dst))
+            damage_classifier_bias(dst)
         return settings
 
     monkeypatch.setattr(onnx_models, "quantize_int8", damaged_when_whole)

@@ -222,7 +222,7 @@ _SOURCES: tuple[_Source, ...] = (
             fixes=(_strip_footnote_marks,)),
     # The editors' biographies of the poets of 全唐詩 / 全宋詩, written in Classical Chinese (史傳 style:
     # "種師道，字彝叔，初名建中……洛陽人。世衡孫。少從張載學。"): about 0.8M characters of prose once the
-    # parenthesised dates, places and sources are dropped, five times the rest of the prose together.
+    # parenthesised dates, places and sources are dropped, four times the rest of the prose together.
     _Source("quantangshi_authors", "prose", "quantangshi/authors.tang.json", fixes=_QTS_FIXES,
             flat_text_key="desc", author_key="name"),
     _Source("quansongshi_authors", "prose", "quantangshi/authors.song.json", fixes=_QTS_FIXES,
