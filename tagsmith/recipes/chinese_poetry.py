@@ -569,24 +569,25 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(codes[:1] + tail) or "(npm printed nothing on stderr)"
 
 
-def _npm_pack(version: str, cache_dir: Path, progress: bool) -> Path:
+def _npm_pack(version: str, cache_dir: Path, progress: bool, package: str = PACKAGE, size: str = "about 85 MB") -> Path:
+    """``npm pack package@version`` into ``cache_dir`` (no install); returns the tarball."""
     npm = shutil.which("npm")
     if npm is None:
         raise RecipeError(
-            f"npm is not installed (not found on PATH); it is needed to download {PACKAGE}. "
+            f"npm is not installed (not found on PATH); it is needed to download {package}. "
             f"Install Node.js/npm (e.g. `apt-get install npm`), or put a copy of "
-            f"{PACKAGE}-{version}.tgz (from `npm pack {PACKAGE}@{version}` elsewhere) into {cache_dir}."
+            f"{package}-{version}.tgz (from `npm pack {package}@{version}` elsewhere) into {cache_dir}."
         )
     env = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false",
                npm_config_audit="false")
     work = Path(tempfile.mkdtemp(prefix=".npm-pack-", dir=cache_dir))
     try:
-        cmd = [npm, "pack", f"{PACKAGE}@{version}"]
+        cmd = [npm, "pack", f"{package}@{version}"]
         try:
             if progress:
                 from rich.console import Console
 
-                with Console(stderr=True).status(f"npm pack {PACKAGE}@{version} (about 85 MB)…"):
+                with Console(stderr=True).status(f"npm pack {package}@{version} ({size})…"):
                     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
                                           timeout=NPM_TIMEOUT_S)
             else:
@@ -594,7 +595,7 @@ def _npm_pack(version: str, cache_dir: Path, progress: bool) -> Path:
                                       timeout=NPM_TIMEOUT_S)
         except subprocess.TimeoutExpired as exc:
             raise RecipeError(
-                f"`npm pack {PACKAGE}@{version}` did not finish in {NPM_TIMEOUT_S}s; is the npm "
+                f"`npm pack {package}@{version}` did not finish in {NPM_TIMEOUT_S}s; is the npm "
                 f"registry reachable (check proxy settings, `npm config get registry`)?\n"
                 f"{_tail(exc.stderr if isinstance(exc.stderr, str) else '')}"
             ) from exc
@@ -603,18 +604,20 @@ def _npm_pack(version: str, cache_dir: Path, progress: bool) -> Path:
         tarballs = sorted(work.glob("*.tgz"))
         if proc.returncode != 0 or not tarballs:
             raise RecipeError(
-                f"`npm pack {PACKAGE}@{version}` failed (exit {proc.returncode}). Is the npm "
+                f"`npm pack {package}@{version}` failed (exit {proc.returncode}). Is the npm "
                 f"registry reachable and does version {version} exist? npm said:\n"
                 f"{_tail(proc.stderr or proc.stdout)}"
             )
-        target = cache_dir / f"{PACKAGE}-{version}.tgz"
+        target = cache_dir / f"{package}-{version}.tgz"
         os.replace(tarballs[0], target)
         return target
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _extract(tgz: Path, root: Path, version: str, progress: bool) -> Path:
+def _extract(tgz: Path, root: Path, version: str, progress: bool, package: str = PACKAGE,
+             required: str = "dist") -> Path:
+    """Extract an npm tarball to ``root/package`` via a temporary directory; ``required`` must be in it."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
         try:
@@ -629,15 +632,15 @@ def _extract(tgz: Path, root: Path, version: str, progress: bool) -> Path:
                 f"cannot extract {tgz}: {exc}. Delete it (or pass force=True) to download again."
             ) from exc
         pkg = tmp / "package"
-        if not (pkg / "dist").is_dir():
-            raise RecipeError(f"{tgz} does not contain package/dist/; is it really {PACKAGE}?")
+        if not (pkg / required).exists():
+            raise RecipeError(f"{tgz} does not contain package/{required}; is it really {package}?")
         try:
             meta = json.loads((pkg / "package.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise RecipeError(f"{tgz}: unreadable package/package.json ({exc})") from exc
-        if meta.get("name") != PACKAGE or meta.get("version") != version:
+        if meta.get("name") != package or meta.get("version") != version:
             raise RecipeError(
-                f"{tgz} holds {meta.get('name')}@{meta.get('version')}, expected {PACKAGE}@{version}; "
+                f"{tgz} holds {meta.get('name')}@{meta.get('version')}, expected {package}@{version}; "
                 f"delete it (or pass force=True)"
             )
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
