@@ -39,6 +39,12 @@ def test_quotations_keep_pre_modern_passages_only() -> None:
     assert quotations(LINES[4]) == []
     assert quotations(LINES[5]) == []
     assert quotations("") == []
+    # a source quoted through a commentary: the second citation is not text
+    via = "某某  拼音：x释义：y。出处：《三国志·魏志·武帝纪》裴松之注引《魏略》太祖曰：吾与卿同事，今日何如也。”示例：无"
+    assert quotations(via) == [("太祖曰：吾与卿同事，今日何如也。", "prose", "三国志·魏志·武帝纪")]
+    # a book title that opens the passage is text
+    opens = "某某  拼音：x释义：y。出处：《礼记·大学》《诗》云：如切如磋，如琢如磨。”示例：无"
+    assert quotations(opens) == [("《诗》云：如切如磋，如琢如磨。", "prose", "礼记·大学")]
 
 
 def _package(root: Path, lines: list[str]) -> Path:

@@ -61,6 +61,8 @@ _COMMENTARY = re.compile(r"(?:注引|注|引|语本|典出|事见|据|又|语出
 _MODERN_TITLE = re.compile(r"(?:日报|报|刊|文学|资料|史料|选集|杂文集|书信集|故事选|传说)$")
 _VERSE_TITLE = re.compile(r"^(?:诗经|诗|楚辞|离骚|乐府|古诗|全唐诗|全宋词|元曲|玉台新咏)")
 _SOURCE_FIELD = re.compile(r"出处：(.*?)(?:示例：|$)")
+# a second source cited through a commentary: "《三国志·魏志·武帝纪》裴松之注引《魏略》<passage>"
+_QUOTED_VIA = re.compile(r"^[\u4e00-\u9fff]{0,6}?(?:注引|引)《[^《》]{1,40}》")
 _NOTE = re.compile(r"[（(][^（）()]{0,60}[）)]")  # the dictionary's glosses inside a passage
 # where in the book, between the title and the passage: "第三十四回", "卷一百三十九", "第一折", "楔子"
 _LOCATOR = re.compile(r"^(?:第[〇零一二三四五六七八九十百千\d]+[回折卷章篇出节场幕]|卷[〇零一二三四五六七八九十百千\d]+|楔子)")
@@ -90,7 +92,7 @@ def quotations(line: str) -> list[tuple[str, str, str]]:
         cite = _CITATION.match(piece)
         if cite is None:
             continue
-        passage = _LOCATOR.sub("", piece[cite.end():].strip()).lstrip("：:，, ")
+        passage = _LOCATOR.sub("", _QUOTED_VIA.sub("", piece[cite.end():].strip())).lstrip("：:，, ")
         passage = _NOTE.sub("", passage)
         if "…" in passage:
             continue  # an elided quotation: the marks around the gap are the editor's, not the text's
