@@ -30,7 +30,9 @@ from tagsmith.tasks import get_task  # noqa: E402
 
 CCLUE = ROOT.parent / "shared" / "data" / "cclue_dev" / "cclue_punc_dev.jsonl"
 DEFAULT_RUNS = ["segmentation-cpu", "punctuation-cpu"]
-PRETRAINING = {"punctuation-cpu": "mlm-chinese-poetry-cpu"}  # segmentation-cpu trains from scratch (its config says why)
+# run -> the mlm run it fine-tunes from (trained first). Empty: both *-cpu configs train from scratch (their
+# comments say why); add e.g. {"punctuation-cpu-pretrained": "mlm-chinese-poetry-cpu"} for such a run.
+PRETRAINING: dict[str, str] = {}
 console = Console(width=170)
 
 

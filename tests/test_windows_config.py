@@ -32,3 +32,19 @@ def test_config_unknown_key_and_overrides(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="must be 'linear' or 'cnn'"):
         load_config(values={"name": "x", "task": "segmentation", "model": {"head": {"type": "rnn"}}})
+
+
+def test_decision_bias_tuning_records_narrow_by_kind_then_collection(caplog):
+    from training.tagging import tuning_records
+
+    records = [{"kind": "prose", "collection": "chengyu_sources"}, {"kind": "prose", "collection": "quansongshi_authors"},
+               {"kind": "verse", "collection": "songci"}, {"kind": "prose", "collection": "chengyu_sources"}]
+    assert tuning_records(records, {}) == ([0, 1, 2, 3], "all")
+    assert tuning_records(records, {"tune_on_kind": "prose"}) == ([0, 1, 3], "kind 'prose'")
+    assert tuning_records(records, {"tune_on_kind": "prose", "tune_on_collections": ["chengyu_sources"]}) == (
+        [0, 3], "collections chengyu_sources, kind 'prose'")
+    assert tuning_records(records, {"tune_on_collections": "songci"}) == ([2], "collections songci")
+    # nothing matches: a warning, and the next wider set
+    assert tuning_records(records, {"tune_on_kind": "prose", "tune_on_collections": ["lunyu"]}) == ([0, 1, 3], "kind 'prose'")
+    assert tuning_records(records, {"tune_on_kind": "essay"}) == ([0, 1, 2, 3], "all")
+    assert "no validation records of collections ['lunyu']" in caplog.text and "kind 'essay'" in caplog.text

@@ -77,6 +77,31 @@ def weighted_loss(weights: torch.Tensor):
     return compute
 
 
+def tuning_records(records: list[dict], options: dict) -> tuple[list[int], str]:
+    """Indices of the validation records the decision bias is tuned on, and what they are.
+
+    ``options.tune_on_kind`` keeps records of one kind (``prose``: the texts people bring); ``options.
+    tune_on_collections`` keeps records of the named collections. Where no record matches, a warning says so
+    and the next wider set is used (collections -> kind -> all).
+    """
+    kind = options.get("tune_on_kind")
+    collections = options.get("tune_on_collections") or []
+    if isinstance(collections, str):
+        collections = [collections]
+    everything = list(range(len(records)))
+    of_kind = [i for i in everything if kind is None or records[i].get("kind") == kind]
+    if kind is not None and not of_kind:
+        log.warning("no validation records of kind %r: tuning the decision bias on all of them", kind)
+        of_kind, kind = everything, None
+    if collections:
+        chosen = [i for i in of_kind if records[i].get("collection") in collections]
+        if chosen:
+            return chosen, f"collections {', '.join(collections)}" + (f", kind {kind!r}" if kind else "")
+        log.warning("no validation records of collections %s: tuning the decision bias on %s", collections,
+                    f"kind {kind!r}" if kind else "all of them")
+    return of_kind, f"kind {kind!r}" if kind else "all"
+
+
 def tune_bias(task, gold: list[list[str]], char_logits: list[np.ndarray]) -> tuple[float, dict]:
     """The additive logit bias for the task's rare labels that maximises the main metric on validation."""
     bias_ids = [task.labels.index(label) for label in task.bias_labels]
@@ -156,17 +181,11 @@ def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: boo
     validation_logits = merge_logits(validation_windows, validation_predictions)
     bias, validation_scores = (0.0, task.score(validation_gold, [decode(l, task.labels) for l in validation_logits]))
     if config.tune_decision:
-        # options.tune_on_kind: tune on the validation records of one kind (e.g. prose, the text people bring)
-        kind = config.options.get("tune_on_kind")
-        chosen = [i for i, r in enumerate(validation_records) if kind is None or r.get("kind") == kind]
-        if not chosen:
-            log.warning("no validation records of kind %r: tuning the decision bias on all of them", kind)
-            chosen = list(range(len(validation_records)))
+        chosen, described = tuning_records(validation_records, config.options)
         bias, _ = tune_bias(task, [validation_gold[i] for i in chosen], [validation_logits[i] for i in chosen])
         predicted = [decode(l, task.labels, [task.labels.index(x) for x in task.bias_labels], bias) for l in validation_logits]
         validation_scores = task.score(validation_gold, predicted)
-        if kind is not None:
-            log.info("decision bias tuned on %d validation records of kind %r", len(chosen), kind)
+        log.info("decision bias tuned on %d validation records (%s)", len(chosen), described)
         log.info("decision bias %.2f on %s tuned on validation: %s %.4f", bias, task.bias_labels, task.main_metric,
                  validation_scores[task.main_metric])
     bias_ids = [task.labels.index(label) for label in task.bias_labels]
