@@ -175,9 +175,7 @@ def build_model(config: ExperimentConfig, tokenizer) -> tuple[torch.nn.Module, l
     if config.model.name_or_path:
         model, info = AutoModelForMaskedLM.from_pretrained(resolve_model_path(config.model.name_or_path),
                                                            output_loading_info=True)
-        head = getattr(model, "cls", None) or getattr(model, "lm_head", None)
-        head_names = {f"{prefix}.{name}" for prefix in ("cls", "lm_head") for name, _ in (head.named_parameters() if head is not None else [])}
-        return model, sorted(k for k in info.get("missing_keys", []) if k in head_names or k.split(".")[0] in ("cls", "lm_head"))
+        return model, sorted(k for k in info.get("missing_keys", []) if k.split(".")[0] in ("cls", "lm_head"))
     s = config.model.scratch
     return BertForMaskedLM(BertConfig(
         vocab_size=len(tokenizer), hidden_size=s.hidden_size, num_hidden_layers=s.num_hidden_layers,
