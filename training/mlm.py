@@ -293,6 +293,7 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
     log.info("model: %s, %.2fM parameters, whole-word masking %s", config.model.name_or_path or "scratch BERT",
              sum(p.numel() for p in model.parameters()) / 1e6, whole_word)
     collator = training_collator(tokenizer, probability, whole_word, config.seed)
+    train_dataset = ListDataset(_with_offsets(train_blocks, tokenizer, whole_word))
     warmup = {"steps": 0}
     before_warmup = None
     # options.head_warmup_steps: "auto" = 200 steps when the checkpoint has no masked-LM head, else none
@@ -305,7 +306,7 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
                      len(new_head), new_head[0])
         before_warmup = masked_lm_scores(model, tokenizer, eval_blocks, probability, config.seed)
         log.info("before adaptation, random head: %s", before_warmup)
-        warmup = warm_up_head(model, tokenizer, _with_offsets(train_blocks, tokenizer, whole_word), collator, steps,
+        warmup = warm_up_head(model, tokenizer, train_dataset.items, collator, steps,
                               float(config.options.get("head_warmup_learning_rate", 1e-3)),
                               config.trainer.get("per_device_train_batch_size", 16), config.seed,
                               progress=runner.is_main_process())
@@ -321,7 +322,7 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
                                                                "remove_unused_columns": False})
     trainer = Trainer(
         model=model, args=args, data_collator=collator,
-        train_dataset=ListDataset(_with_offsets(train_blocks, tokenizer, whole_word)),
+        train_dataset=train_dataset,
         eval_dataset=ListDataset(_with_offsets(eval_blocks, tokenizer, whole_word)),
         callbacks=runner.standard_callbacks(config, stopper),
     )

@@ -180,15 +180,15 @@ def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: boo
         return 0
     validation_logits = merge_logits(validation_windows, validation_predictions)
     bias, validation_scores = (0.0, task.score(validation_gold, [decode(l, task.labels) for l in validation_logits]))
+    bias_ids = [task.labels.index(label) for label in task.bias_labels]
     if config.tune_decision:
         chosen, described = tuning_records(validation_records, config.options)
         bias, _ = tune_bias(task, [validation_gold[i] for i in chosen], [validation_logits[i] for i in chosen])
-        predicted = [decode(l, task.labels, [task.labels.index(x) for x in task.bias_labels], bias) for l in validation_logits]
+        predicted = [decode(l, task.labels, bias_ids, bias) for l in validation_logits]
         validation_scores = task.score(validation_gold, predicted)
         log.info("decision bias tuned on %d validation records (%s)", len(chosen), described)
         log.info("decision bias %.2f on %s tuned on validation: %s %.4f", bias, task.bias_labels, task.main_metric,
                  validation_scores[task.main_metric])
-    bias_ids = [task.labels.index(label) for label in task.bias_labels]
 
     results = {
         "task": task.name,

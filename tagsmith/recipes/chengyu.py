@@ -36,11 +36,10 @@ so that no copy of it lands in another split.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from tagsmith.recipes.chinese_poetry import Document, RecipeError, _extract, _npm_pack
+from tagsmith.recipes.chinese_poetry import Document, RecipeError, fetch_npm_package
 
 PACKAGE = "chengyu"
 DEFAULT_VERSION = "0.0.6"
@@ -142,18 +141,5 @@ def fetch_package(cache_dir: Path, version: str = DEFAULT_VERSION, force: bool =
 
     As for chinese-poetry, a ``chengyu-<version>.tgz`` put into ``cache_dir`` by hand is used without npm.
     """
-    cache_dir = Path(cache_dir).expanduser()
-    root = cache_dir / f"{PACKAGE}-{version}"
-    tgz = cache_dir / f"{PACKAGE}-{version}.tgz"
-    if force:
-        shutil.rmtree(root, ignore_errors=True)
-        tgz.unlink(missing_ok=True)
-    elif (root / "package" / DATA_FILE).is_file():
-        return root / "package"
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RecipeError(f"cannot create cache directory {cache_dir}: {exc}") from exc
-    if not tgz.is_file():
-        tgz = _npm_pack(version, cache_dir, progress, package=PACKAGE, size="about 3 MB")
-    return _extract(tgz, root, version, progress, package=PACKAGE, required=DATA_FILE)
+    return fetch_npm_package(PACKAGE, version, Path(cache_dir), required=DATA_FILE, size="about 3 MB", force=force,
+                             progress=progress)

