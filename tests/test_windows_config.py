@@ -48,3 +48,71 @@ def test_decision_bias_tuning_records_narrow_by_kind_then_collection(caplog):
     assert tuning_records(records, {"tune_on_kind": "prose", "tune_on_collections": ["lunyu"]}) == ([0, 1, 3], "kind 'prose'")
     assert tuning_records(records, {"tune_on_kind": "essay"}) == ([0, 1, 2, 3], "all")
     assert "no validation records of collections ['lunyu']" in caplog.text and "kind 'essay'" in caplog.text
+
+
+def test_cpu_configs_group_windows_by_length_and_cut_padding(tmp_path):
+    """The *-cpu configs ask the Trainer for length-grouped batches; with our window features that sampler must
+    really be used and must pad far less than random batches do (the same windows, only their order changes)."""
+    import random
+
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from training.datasets import ListDataset
+    from training.features import encode_windows
+    from training.runner import Trainer, training_arguments
+    from training.tokenizer import build_char_tokenizer
+
+    rng = random.Random(0)
+    texts = ["".join(rng.choice("天地玄黄宇宙洪荒日月盈昃辰宿列张") for _ in range(rng.choice([7, 12, 30, 200])))
+             for _ in range(1600)]  # enough windows for megabatches of many batches, as in real training
+    tokenizer = build_char_tokenizer(texts, tmp_path / "tok", min_count=1)
+    windows = encode_windows(texts, tokenizer, 128, 32, [[0] * len(t) for t in texts])
+    for name in ("segmentation-cpu", "punctuation-cpu"):
+        config = load_config(f"training/configs/{name}.yaml", ["trainer.bf16=false"])
+        arguments = training_arguments(config, tmp_path / name, "f1", {})
+        assert arguments.group_by_length
+    model = BertForTokenClassification(BertConfig(vocab_size=len(tokenizer), hidden_size=8, num_hidden_layers=1,
+                                                  num_attention_heads=1, intermediate_size=8, num_labels=2))
+    trainer = Trainer(model=model, args=arguments, train_dataset=ListDataset(windows.features),
+                      eval_dataset=ListDataset(windows.features))
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler)
+    # transformers 4.57 would shuffle evaluation and predict() too; predictions are merged back by position
+    assert isinstance(trainer._get_eval_sampler(trainer.eval_dataset), torch.utils.data.SequentialSampler)
+    assert [int(i) for i in trainer.get_eval_dataloader().sampler] == list(range(len(windows.features)))
+    order = list(sampler)
+    assert sorted(order) == list(range(len(windows.features)))  # every window once: nothing dropped or repeated
+
+    def padded_fraction(indices, size=32):
+        lengths = [len(windows.features[i]["input_ids"]) for i in indices]
+        batches = [lengths[k:k + size] for k in range(0, len(lengths), size)]
+        return 1 - sum(map(sum, batches)) / sum(max(b) * len(b) for b in batches)
+
+    shuffled = list(range(len(windows.features)))
+    rng.shuffle(shuffled)
+    assert padded_fraction(order) < 0.25 * padded_fraction(shuffled), (padded_fraction(order), padded_fraction(shuffled))
+
+
+def test_length_grouped_loss_weighs_every_token_alike():
+    """With a fixed expected count, a token's gradient weight no longer depends on how full its batch is."""
+    import torch
+
+    from training.tagging import weighted_loss
+
+    logits = torch.zeros(1, 10, 2, requires_grad=True)
+    short = torch.full((1, 10), -100)
+    short[0, :2] = 1  # a short window: 2 labelled tokens
+    long = torch.ones(1, 10, dtype=torch.long)  # a long one: 10
+    per_batch, fixed = weighted_loss(None), weighted_loss(None, expected_items=6.0)
+
+    def token_gradient(loss_fn, labels):
+        logits.grad = None
+        loss_fn({"logits": logits}, labels, torch.tensor(int((labels != -100).sum()))).backward()
+        return float(logits.grad[0, 0].abs().sum())
+
+    assert token_gradient(per_batch, short) == pytest.approx(5 * token_gradient(per_batch, long))
+    assert token_gradient(fixed, short) == pytest.approx(token_gradient(fixed, long))
+    with torch.no_grad():  # evaluation: still the batch mean
+        assert float(fixed({"logits": logits}, short, torch.tensor(2))) == pytest.approx(float(torch.log(torch.tensor(2.0))))

@@ -12,7 +12,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
     DataCollatorWithPadding,
-    Trainer,
 )
 
 from tagsmith.classification import class_weights, classification_metrics, tune_threshold
@@ -132,7 +131,7 @@ def train_classification(config: ExperimentConfig, resume: bool = False, overwri
         weights = torch.tensor(class_weights([r["label"] for r in train_records], labels, config.class_weighting))
         log.info("class weights (%s): %s", config.class_weighting, dict(zip(labels, np.round(weights.tolist(), 3))))
     stopper = runner.StopOnSignalCallback()
-    trainer = Trainer(
+    trainer = runner.Trainer(
         model=model,
         args=runner.training_arguments(config, run_dir, task.main_metric, {}),
         train_dataset=ListDataset(encode(train_records)),

@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, Trainer
+from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling
 from transformers.modeling_outputs import MaskedLMOutput
 
 from tagsmith.config import ExperimentConfig
@@ -320,7 +320,7 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
     # the collator consumes offset_mapping / special_tokens_mask (whole-word masking): the Trainer must pass them on
     args = runner.training_arguments(config, run_dir, "loss", {"greater_is_better": False,
                                                                "remove_unused_columns": False})
-    trainer = Trainer(
+    trainer = runner.Trainer(
         model=model, args=args, data_collator=collator,
         train_dataset=train_dataset,
         eval_dataset=ListDataset(_with_offsets(eval_blocks, tokenizer, whole_word)),

@@ -14,6 +14,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+import transformers
 from transformers import TrainerCallback, TrainingArguments
 
 from tagsmith import __version__
@@ -126,6 +128,22 @@ def training_arguments(config: ExperimentConfig, run_dir: Path, metric: str, def
         return TrainingArguments(**arguments)
     except (TypeError, ValueError) as error:
         raise RunDirError(f"config trainer: {error}") from None
+
+
+class Trainer(transformers.Trainer):
+    """The Hugging Face Trainer, with evaluation and prediction always in dataset order.
+
+    transformers 4.57 applies ``group_by_length`` to evaluation and ``predict()`` too: their sampler becomes a
+    shuffling ``LengthGroupedSampler``, so predictions come back in another order than the dataset. Every task here
+    maps predictions back to their windows, records and texts by position, so only training batches are grouped.
+    """
+
+    def _get_eval_sampler(self, eval_dataset):
+        if self.args.group_by_length and not self.args.use_legacy_prediction_loop:
+            # what the base class does without group_by_length: sequential on one process, accelerate's
+            # order-keeping split across several
+            return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+        return super()._get_eval_sampler(eval_dataset)
 
 
 def bf16_is_fast() -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BertConfig, DataCollatorForTokenClassification, Trainer
+from transformers import BertConfig, DataCollatorForTokenClassification
 
 from tagsmith.config import ExperimentConfig
 from tagsmith.records import validate_splits, write_jsonl
@@ -64,17 +64,38 @@ def label_weights(config: ExperimentConfig, labels: tuple[str, ...], train_label
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def weighted_loss(weights: torch.Tensor):
+def weighted_loss(weights: torch.Tensor | None, expected_items: float | None = None):
+    """Token cross-entropy (class-weighted when ``weights`` is given), summed and divided by the batch's tokens.
+
+    With ``expected_items`` (length-grouped batches, ``trainer.group_by_length``), a training step divides by that
+    constant instead: the labelled tokens a randomly drawn batch holds on average (times the processes the Trainer
+    averages over). A batch of short windows holds a tenth of the tokens of a batch of long ones; dividing each batch
+    by its own count would weigh every token of a short window (mostly verse lines) ten times as much as a token of
+    a long one (mostly prose). With the constant each token weighs what it weighs in random batches. Evaluation
+    (no gradient) keeps the per-batch count, so eval_loss stays a mean.
+    """
+
     def compute(outputs, labels, num_items_in_batch=None):
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
         loss = torch.nn.functional.cross_entropy(
-            logits.view(-1, logits.shape[-1]).float(), labels.view(-1), weight=weights.to(logits.device),
-            ignore_index=-100, reduction="sum",
+            logits.view(-1, logits.shape[-1]).float(), labels.view(-1),
+            weight=weights.to(logits.device) if weights is not None else None, ignore_index=-100, reduction="sum",
         )
+        if expected_items is not None and torch.is_grad_enabled():
+            return loss / expected_items
         denominator = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
         return loss / denominator.to(loss.device) if torch.is_tensor(denominator) else loss / denominator
 
     return compute
+
+
+def expected_batch_items(features: list[dict], args) -> float:
+    """The labelled tokens a randomly drawn training batch holds on average, in the units of the Trainer's
+    ``num_items_in_batch``: per process times the gradient-accumulation steps, summed over processes when the
+    Trainer averages tokens across them (it multiplies the loss by the process count afterwards)."""
+    per_window = sum(sum(1 for label in f["labels"] if label != -100) for f in features) / max(len(features), 1)
+    processes = args.world_size if args.average_tokens_across_devices else 1
+    return per_window * args.per_device_train_batch_size * args.gradient_accumulation_steps * processes
 
 
 def tuning_records(records: list[dict], options: dict) -> tuple[list[int], str]:
@@ -156,14 +177,19 @@ def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: boo
 
     stopper = runner.StopOnSignalCallback()
     weights = label_weights(config, task.labels, [r["labels"] for r in train_records])
-    trainer = Trainer(
+    arguments = runner.training_arguments(config, run_dir, task.main_metric, {})
+    expected = expected_batch_items(train_windows.features, arguments) if arguments.group_by_length else None
+    if expected is not None:
+        log.info("length-grouped batches: the training loss is divided by %.0f labelled tokens a batch "
+                 "(the mean of random batches), not by each batch's own count", expected)
+    trainer = runner.Trainer(
         model=model,
-        args=runner.training_arguments(config, run_dir, task.main_metric, {}),
+        args=arguments,
         train_dataset=ListDataset(train_windows.features),
         eval_dataset=ListDataset(validation_windows.features),
         data_collator=DataCollatorForTokenClassification(tokenizer),
         compute_metrics=compute_metrics,
-        compute_loss_func=weighted_loss(weights) if weights is not None else None,
+        compute_loss_func=weighted_loss(weights, expected) if weights is not None or expected is not None else None,
         callbacks=runner.standard_callbacks(config, stopper),
     )
     train_seconds = runner.train_until_done_or_signal(trainer, run_dir, resume, stopper)
