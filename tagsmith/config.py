@@ -182,6 +182,13 @@ def _check(config: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}: class_weighting must be none, balanced or sqrt")
     if config.max_length < 8:
         raise ConfigError(f"{where}: max_length must be at least 8")
+    if not isinstance(config.data.oversample, dict):
+        raise ConfigError(f"{where}: data.oversample must map a record kind to a whole number of copies")
+    for kind, copies in config.data.oversample.items():
+        # a fraction would be truncated (0.5 -> 0 copies): training must never silently drop a kind of record
+        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+            raise ConfigError(f"{where}: data.oversample.{kind} must be a whole number of copies >= 1, got {copies!r}"
+                              " (records are repeated, never dropped; cap the total with data.max_train_records)")
     from tagsmith.tasks import TASKS
 
     tagging = getattr(TASKS.get(config.task), "kind", None) == "tagging"

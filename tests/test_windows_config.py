@@ -30,6 +30,11 @@ def test_config_unknown_key_and_overrides(tmp_path):
     path.write_text("name: x\ntask: segmentation\nmodle: {}\n")
     with pytest.raises(ConfigError, match="unknown key\\(s\\) modle"):
         load_config(path)
+    path.write_text("name: x\ntask: segmentation\ndata: {oversample: {prose: 3}}\n")
+    assert load_config(path).data.oversample == {"prose": 3}
+    for bad in ("0.5", "0", "true", "two"):
+        with pytest.raises(ConfigError, match="data.oversample.verse must be a whole number of copies >= 1"):
+            load_config(path, [f"data.oversample.verse={bad}"])
     with pytest.raises(ConfigError, match="must be 'linear' or 'cnn'"):
         load_config(values={"name": "x", "task": "segmentation", "model": {"head": {"type": "rnn"}}})
 
