@@ -195,7 +195,7 @@ def head_and_base(model) -> tuple[torch.nn.Module | None, torch.nn.Module | None
 
 
 def warm_up_head(model, tokenizer, blocks: list[dict], collator, steps: int, learning_rate: float, batch_size: int,
-                 seed: int, progress: bool = True) -> dict:
+                 seed: int, progress: bool = True, bf16: bool = False) -> dict:
     """Train only a newly initialised masked-LM head, the encoder frozen, before adaptation starts.
 
     Adapting an encoder through a random head sends large, meaningless gradients into the pretrained weights
@@ -204,6 +204,8 @@ def warm_up_head(model, tokenizer, blocks: list[dict], collator, steps: int, lea
     The head is fitted first on the encoder's frozen output, the standard remedy (as in linear-probe-then-
     fine-tune). The decoder matrix tied to the embeddings stays frozen; the transform and the output bias learn.
     Every process of a torchrun job runs the same seeded steps, so the heads stay identical without communication.
+    It runs where the model is (the caller moves it to the training device first) and, with ``bf16``, the frozen
+    encoder's forward pass runs under bf16 autocast like the Trainer's steps; the head and its loss stay fp32.
     Returns ``{"steps", "loss_first", "loss_last", "seconds"}``.
     """
     import time
@@ -218,16 +220,17 @@ def warm_up_head(model, tokenizer, blocks: list[dict], collator, steps: int, lea
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
     order = random.Random(seed)
     model.train()
+    device = next(model.parameters()).device
     started, losses = time.time(), []
     for _ in tqdm(range(steps), desc="warming up the new masked-LM head (encoder frozen)", disable=not progress):
         batch = collator([dict(blocks[order.randrange(len(blocks))]) for _ in range(batch_size)])
-        labels = batch.pop("labels")
+        labels = batch.pop("labels").to(device)
         masked = labels != -100
         if not masked.any():
             continue
-        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        with torch.no_grad():
-            hidden = base(**inputs)[0][masked]
+        inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            hidden = base(**inputs)[0][masked].float()
         loss = torch.nn.functional.cross_entropy(head(hidden).float(), labels[masked])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -294,6 +297,10 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
              sum(p.numel() for p in model.parameters()) / 1e6, whole_word)
     collator = training_collator(tokenizer, probability, whole_word, config.seed)
     train_dataset = ListDataset(_with_offsets(train_blocks, tokenizer, whole_word))
+    # the collator consumes offset_mapping / special_tokens_mask (whole-word masking): the Trainer must pass them on
+    args = runner.training_arguments(config, run_dir, "loss", {"greater_is_better": False,
+                                                               "remove_unused_columns": False})
+    model.to(args.device)  # "before" and the head warm-up run on the training device (a GPU on a cluster)
     warmup = {"steps": 0}
     before_warmup = None
     # options.head_warmup_steps: "auto" = 200 steps when the checkpoint has no masked-LM head, else none
@@ -309,7 +316,7 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
         warmup = warm_up_head(model, tokenizer, train_dataset.items, collator, steps,
                               float(config.options.get("head_warmup_learning_rate", 1e-3)),
                               config.trainer.get("per_device_train_batch_size", 16), config.seed,
-                              progress=runner.is_main_process())
+                              progress=runner.is_main_process(), bf16=bool(args.bf16))
         log.info("head warm-up: %s", warmup)
     before = masked_lm_scores(model, tokenizer, eval_blocks, probability, config.seed)
     log.info("before adaptation%s: %s", " (original encoder, warmed-up head)" if warmup["steps"] else "", before)
@@ -317,9 +324,6 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
     if config.options.get("score_masked_only", True) and score_masked_positions_only(model):
         log.info("training scores the vocabulary at masked positions only")
     stopper = runner.StopOnSignalCallback()
-    # the collator consumes offset_mapping / special_tokens_mask (whole-word masking): the Trainer must pass them on
-    args = runner.training_arguments(config, run_dir, "loss", {"greater_is_better": False,
-                                                               "remove_unused_columns": False})
     trainer = runner.Trainer(
         model=model, args=args, data_collator=collator,
         train_dataset=train_dataset,
