@@ -192,6 +192,9 @@ def _check(config: ExperimentConfig, where: str) -> None:
     from tagsmith.tasks import TASKS
 
     tagging = getattr(TASKS.get(config.task), "kind", None) == "tagging"
+    dropout = config.options.get("char_dropout", 0.0)
+    if tagging and (isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 0.5):
+        raise ConfigError(f"{where}: options.char_dropout must be a number in [0, 0.5), got {dropout!r}")
     if tagging and not 0 <= config.window_overlap < config.max_length - 2:
         raise ConfigError(f"{where}: window_overlap must be in [0, max_length - 2)")
 

@@ -121,3 +121,47 @@ def test_length_grouped_loss_weighs_every_token_alike():
     assert token_gradient(fixed, short) == pytest.approx(token_gradient(fixed, long))
     with torch.no_grad():  # evaluation: still the batch mean
         assert float(fixed({"logits": logits}, short, torch.tensor(2))) == pytest.approx(float(torch.log(torch.tensor(2.0))))
+
+
+def test_char_dropout_replaces_only_labelled_characters_and_only_in_training(tmp_path):
+    """options.char_dropout: in training batches about that share of the labelled characters read as [UNK], labels
+    unchanged; [CLS]/[SEP]/padding never; evaluation batches are the plain ones."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification, DataCollatorForTokenClassification, TrainingArguments
+
+    from training.datasets import ListDataset
+    from training.features import CharDropoutCollator, encode_windows
+    from training.runner import Trainer
+    from training.tokenizer import build_char_tokenizer
+
+    texts = ["天地玄黄宇宙洪荒日月盈昃辰宿列张" * 4, "寒来暑往秋收冬藏"] * 200
+    tokenizer = build_char_tokenizer(texts, tmp_path / "tok", min_count=1)
+    windows = encode_windows(texts, tokenizer, 128, 32, [[1] * len(t) for t in texts])
+    plain = DataCollatorForTokenClassification(tokenizer)
+    dropout = CharDropoutCollator(plain, tokenizer.unk_token_id, 0.2)
+    torch.manual_seed(0)
+    clean, noisy = plain(windows.features), dropout(windows.features)
+    assert torch.equal(clean["labels"], noisy["labels"])
+    changed = clean["input_ids"] != noisy["input_ids"]
+    labelled = clean["labels"] != -100
+    assert not (changed & ~labelled).any()  # specials and padding untouched
+    assert (noisy["input_ids"][changed] == tokenizer.unk_token_id).all()
+    assert 0.18 < changed[labelled].float().mean() < 0.22
+    assert not (clean["input_ids"] == tokenizer.unk_token_id).any()
+
+    model = BertForTokenClassification(BertConfig(vocab_size=len(tokenizer), hidden_size=8, num_hidden_layers=1,
+                                                  num_attention_heads=1, intermediate_size=8, num_labels=2))
+    arguments = TrainingArguments(output_dir=str(tmp_path / "run"), per_device_train_batch_size=64,
+                                  per_device_eval_batch_size=64, report_to=[], use_cpu=True)
+    trainer = Trainer(model=model, args=arguments, train_dataset=ListDataset(windows.features),
+                      eval_dataset=ListDataset(windows.features), data_collator=plain, train_data_collator=dropout)
+    train_batch = next(iter(trainer.get_train_dataloader()))
+    eval_batch = next(iter(trainer.get_eval_dataloader()))
+    assert (train_batch["input_ids"] == tokenizer.unk_token_id).any()
+    assert not (eval_batch["input_ids"] == tokenizer.unk_token_id).any()
+    assert trainer.data_collator is plain
+
+    with pytest.raises(ConfigError, match="char_dropout"):
+        load_config("training/configs/segmentation-tiny.yaml", ["options.char_dropout=0.6"])
+    with pytest.raises(ValueError, match="char_dropout"):
+        CharDropoutCollator(plain, 1, 1.5)

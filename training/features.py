@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from tagsmith.windows import decode, merge_windows, window_spans  # noqa: F401 (decode re-exported)
 
@@ -69,3 +70,24 @@ def merge_logits(windowed: Windowed, logits: np.ndarray) -> list[np.ndarray]:
         parts = per_record[index]
         merged.append(merge_windows(length, [span for span, _ in parts], [v for _, v in parts]))
     return merged
+
+
+class CharDropoutCollator:
+    """Character dropout for training batches: each labelled character's token becomes the unknown token with
+    probability ``p`` (its label stays). Word dropout (Lample et al. 2016, replacing words by UNK) in character form:
+    the model cannot lean on having seen a name or a phrase, and learns to place marks from the frame around it
+    (``…曰``, ``…卒``), which is what carries over to books it never saw. Special tokens and padding are never
+    replaced; evaluation and prediction use the plain collator."""
+
+    def __init__(self, base, unk_token_id: int, p: float):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"char_dropout must be in [0, 1), got {p!r}")
+        self.base, self.unk_token_id, self.p = base, int(unk_token_id), float(p)
+
+    def __call__(self, features):
+        batch = self.base(features)
+        if self.p > 0:
+            labelled = batch["labels"] != -100
+            dropped = (torch.rand(labelled.shape) < self.p) & labelled
+            batch["input_ids"] = batch["input_ids"].masked_fill(dropped, self.unk_token_id)
+        return batch

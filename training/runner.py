@@ -131,12 +131,27 @@ def training_arguments(config: ExperimentConfig, run_dir: Path, metric: str, def
 
 
 class Trainer(transformers.Trainer):
-    """The Hugging Face Trainer, with evaluation and prediction always in dataset order.
+    """The Hugging Face Trainer, with evaluation and prediction always in dataset order, and an optional collator
+    for training batches alone (``train_data_collator``).
 
     transformers 4.57 applies ``group_by_length`` to evaluation and ``predict()`` too: their sampler becomes a
     shuffling ``LengthGroupedSampler``, so predictions come back in another order than the dataset. Every task here
     maps predictions back to their windows, records and texts by position, so only training batches are grouped.
     """
+
+    def __init__(self, *args, train_data_collator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        #: a collator for training batches only (e.g. character dropout); evaluation keeps ``data_collator``
+        self.train_data_collator = train_data_collator
+
+    def get_train_dataloader(self):
+        if self.train_data_collator is None:
+            return super().get_train_dataloader()
+        plain, self.data_collator = self.data_collator, self.train_data_collator
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = plain
 
     def _get_eval_sampler(self, eval_dataset):
         if self.args.group_by_length and not self.args.use_legacy_prediction_loop:

@@ -15,7 +15,7 @@ from tagsmith.records import validate_splits, write_jsonl
 from tagsmith.tasks import get_task
 from training import runner
 from training.datasets import ListDataset, cap_eval, prepare_train_records, scalar_metrics
-from training.features import decode, encode_windows, merge_logits
+from training.features import CharDropoutCollator, decode, encode_windows, merge_logits
 from training.model import build_tagging_model
 from training.tokenizer import build_char_tokenizer, load_tokenizer, resolve_model_path
 
@@ -182,12 +182,18 @@ def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: boo
     if expected is not None:
         log.info("length-grouped batches: the training loss is divided by %.0f labelled tokens a batch "
                  "(the mean of random batches), not by each batch's own count", expected)
+    collator = DataCollatorForTokenClassification(tokenizer)
+    char_dropout = float(config.options.get("char_dropout", 0.0))
+    if char_dropout:
+        log.info("character dropout: %.0f%% of the labelled characters of a training batch read as %s",
+                 100 * char_dropout, tokenizer.unk_token)
     trainer = runner.Trainer(
         model=model,
         args=arguments,
         train_dataset=ListDataset(train_windows.features),
         eval_dataset=ListDataset(validation_windows.features),
-        data_collator=DataCollatorForTokenClassification(tokenizer),
+        data_collator=collator,
+        train_data_collator=CharDropoutCollator(collator, tokenizer.unk_token_id, char_dropout) if char_dropout else None,
         compute_metrics=compute_metrics,
         compute_loss_func=weighted_loss(weights, expected) if weights is not None or expected is not None else None,
         callbacks=runner.standard_callbacks(config, stopper),
