@@ -17,7 +17,7 @@ import numpy as np
 
 from export.checkpoint import Checkpoint, ExportError
 from serving.runtime import decide_classes, sigmoid, softmax
-from tagsmith.windows import decode
+from tagsmith.windows import bias_indices, decode
 
 
 def find_eval_data(checkpoint: Checkpoint, data: Path | None) -> Path:
@@ -77,7 +77,7 @@ class TaggingEval:
             raise ExportError(f"tagging evaluation record {bad[0]} (of {len(bad)} bad): needs 'labels', one per character")
         self.labels = list(manifest["labels"])
         self.bias = float(manifest.get("decision_bias", 0.0))
-        self.bias_ids = [self.labels.index(label) for label in manifest.get("bias_labels", [])]
+        self.bias_ids = bias_indices(self.labels, manifest.get("bias_labels", []), "the checkpoint's tagsmith.json", ExportError)
         self.task = get_task(manifest["task"])
         self.metric = self.task.main_metric
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from tagsmith.hashing import sha256_file  # noqa: F401 (package verification; re-exported)
 from tagsmith.convert import to_script
-from tagsmith.windows import decode, merge_windows, window_spans
+from tagsmith.windows import bias_indices, decode, merge_windows, window_spans
 
 MANIFEST = "tagsmith.json"
 PACKAGE_FORMAT = "tagsmith-model-package"
@@ -234,7 +234,7 @@ class TaggingRuntime(Runtime):
         self.labels = list(self.manifest["labels"])
         self.window_overlap = int(self.manifest.get("window_overlap", 0))
         self.bias = float(self.manifest.get("decision_bias", 0.0))
-        self.bias_ids = [self.labels.index(label) for label in self.manifest.get("bias_labels", [])]
+        self.bias_ids = bias_indices(self.labels, self.manifest.get("bias_labels", []), str(self.path / MANIFEST), PackageError)
         self.render = _renderer(self.manifest.get("task", ""))
 
     def char_logits(self, texts: Sequence[str]) -> list[np.ndarray]:

@@ -48,6 +48,15 @@ def merge_windows(length: int, spans: Sequence[tuple[int, int]], window_values: 
     return merged
 
 
+def bias_indices(labels: Sequence[str], bias_labels: Sequence[str], where: str, error: type[Exception] = ValueError) -> list[int]:
+    """The positions of a manifest's ``bias_labels`` among its ``labels``; a name that is not a label is a corrupt
+    or mismatched manifest, reported as ``error`` naming ``where``."""
+    unknown = [label for label in bias_labels if label not in labels]
+    if unknown:
+        raise error(f"{where}: bias_labels {unknown} are not among the model's labels {list(labels)}")
+    return [list(labels).index(label) for label in bias_labels]
+
+
 def decode(char_logits: np.ndarray, labels: Sequence[str], bias_ids: Sequence[int] = (), bias: float = 0.0) -> list[str]:
     """Per-character logits -> labels, after adding the tuned decision ``bias`` to the rare labels' logits."""
     scores = np.array(char_logits, dtype=np.float32, copy=True)

@@ -119,6 +119,22 @@ def test_tagging_runtime_edge_cases(small_root):
     assert long.as_dict()["text"] == "天" * 100
 
 
+
+def test_tagging_manifest_with_unknown_bias_label_is_refused_by_name(small_root, tmp_path):
+    from serving.runtime import PackageError, load_package
+    from tagsmith.windows import bias_indices
+
+    package = shutil.copytree(small_package(small_root, "tagging", "cnn"), tmp_path / "pkg")
+    manifest_file = package / "tagsmith.json"
+    manifest = json.loads(manifest_file.read_text())
+    assert bias_indices(manifest["labels"], manifest["bias_labels"], "m") == [manifest["labels"].index(label)
+                                                                              for label in manifest["bias_labels"]]
+    manifest["bias_labels"] = ["E", "X"]
+    manifest_file.write_text(json.dumps(manifest))  # the manifest is not a hashed file
+    with pytest.raises(PackageError, match=r"tagsmith\.json: bias_labels \['X'\] are not among the model's labels"):
+        load_package(package)
+
+
 # --- classification and fill-mask ------------------------------------------------------------------------------
 
 

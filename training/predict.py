@@ -9,6 +9,7 @@ import torch
 
 from tagsmith.convert import to_script
 from tagsmith.tasks import get_task
+from tagsmith.windows import bias_indices
 from training.features import decode, encode_windows, merge_logits
 from training.model import CheckpointError, load_tagging_model
 from training.tokenizer import load_tokenizer
@@ -33,7 +34,8 @@ class TaggingPredictor:
         self.tokenizer = load_tokenizer(self.path)
         self.batch_size = batch_size
         self.bias = float(self.manifest.get("decision_bias", 0.0))
-        self.bias_ids = [self.task.labels.index(l) for l in self.manifest.get("bias_labels", [])]
+        self.bias_ids = bias_indices(self.task.labels, self.manifest.get("bias_labels", []), str(self.path / "tagsmith.json"),
+                                     CheckpointError)
 
     @torch.inference_mode()
     def char_logits(self, texts: list[str]):

@@ -15,6 +15,7 @@ from tagsmith.records import validate_splits, write_jsonl
 from tagsmith.tasks import get_task
 from training import runner
 from training.datasets import ListDataset, cap_eval, prepare_train_records, scalar_metrics
+from tagsmith.windows import bias_indices
 from training.features import CharDropoutCollator, decode, encode_windows, merge_logits
 from training.model import build_tagging_model
 from training.tokenizer import build_char_tokenizer, load_tokenizer, resolve_model_path
@@ -125,7 +126,7 @@ def tuning_records(records: list[dict], options: dict) -> tuple[list[int], str]:
 
 def tune_bias(task, gold: list[list[str]], char_logits: list[np.ndarray]) -> tuple[float, dict]:
     """The additive logit bias for the task's rare labels that maximises the main metric on validation."""
-    bias_ids = [task.labels.index(label) for label in task.bias_labels]
+    bias_ids = bias_indices(task.labels, task.bias_labels, f"task {task.name}")
     best = (None, -1.0, None)
     for bias in BIAS_GRID:
         predicted = [decode(lg, task.labels, bias_ids, float(bias)) for lg in char_logits]
@@ -212,7 +213,7 @@ def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: boo
         return 0
     validation_logits = merge_logits(validation_windows, validation_predictions)
     bias, validation_scores = (0.0, task.score(validation_gold, [decode(l, task.labels) for l in validation_logits]))
-    bias_ids = [task.labels.index(label) for label in task.bias_labels]
+    bias_ids = bias_indices(task.labels, task.bias_labels, f"task {task.name}")
     if config.tune_decision:
         chosen, described = tuning_records(validation_records, config.options)
         bias, _ = tune_bias(task, [validation_gold[i] for i in chosen], [validation_logits[i] for i in chosen])
