@@ -183,7 +183,7 @@ def _check(config: ExperimentConfig, where: str) -> None:
     if config.max_length < 8:
         raise ConfigError(f"{where}: max_length must be at least 8")
     if not isinstance(config.data.oversample, dict):
-        raise ConfigError(f"{where}: data.oversample must map a record kind to a whole number of copies")
+        raise ConfigError(f"{where}: data.oversample must map a record kind or collection to a whole number of copies")
     for kind, copies in config.data.oversample.items():
         # a fraction would be truncated (0.5 -> 0 copies): training must never silently drop a kind of record
         if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:

@@ -165,3 +165,20 @@ def test_char_dropout_replaces_only_labelled_characters_and_only_in_training(tmp
         load_config("training/configs/segmentation-tiny.yaml", ["options.char_dropout=0.6"])
     with pytest.raises(ValueError, match="char_dropout"):
         CharDropoutCollator(plain, 1, 1.5)
+
+
+def test_oversample_by_collection_takes_precedence_over_kind(caplog):
+    import logging
+
+    from training.datasets import prepare_train_records
+
+    records = [{"text": "甲", "kind": "prose", "collection": "a"}, {"text": "乙", "kind": "prose", "collection": "b"},
+               {"text": "丙", "kind": "verse", "collection": "c"}]
+    config = load_config(values={"name": "x", "task": "segmentation", "data": {"oversample": {"prose": 3, "b": 5}}})
+    out = prepare_train_records(config, records)
+    assert [r["text"] for r in out].count("甲") == 3 and [r["text"] for r in out].count("乙") == 5
+    assert [r["text"] for r in out].count("丙") == 1 and len(out) == 9
+    config = load_config(values={"name": "x", "task": "segmentation", "data": {"oversample": {"prsoe": 3}}})
+    with caplog.at_level(logging.WARNING, logger="tagsmith"):
+        assert prepare_train_records(config, records) == records
+    assert "data.oversample names prsoe, which no record" in caplog.text
