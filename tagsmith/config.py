@@ -192,6 +192,11 @@ def _check(config: ExperimentConfig, where: str) -> None:
     from tagsmith.tasks import TASKS
 
     tagging = getattr(TASKS.get(config.task), "kind", None) == "tagging"
+    if config.task == "mlm" and config.trainer.get("group_by_length"):
+        # the masked-LM loss is a per-batch mean over masked tokens: grouped batches of short blocks would weigh
+        # each of their tokens several times a token of full-length blocks (the tagging loss corrects for this)
+        raise ConfigError(f"{where}: trainer.group_by_length is not supported for mlm (it would over-weight short "
+                          "blocks in the loss); blocks are cut to max_length, so most batches are full anyway")
     dropout = config.options.get("char_dropout", 0.0)
     if tagging and (isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 0.5):
         raise ConfigError(f"{where}: options.char_dropout must be a number in [0, 0.5), got {dropout!r}")

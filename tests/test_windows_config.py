@@ -182,3 +182,9 @@ def test_oversample_by_collection_takes_precedence_over_kind(caplog):
     with caplog.at_level(logging.WARNING, logger="tagsmith"):
         assert prepare_train_records(config, records) == records
     assert "data.oversample names prsoe, which no record" in caplog.text
+
+
+def test_mlm_refuses_length_grouped_batches():
+    with pytest.raises(ConfigError, match="group_by_length is not supported for mlm"):
+        load_config("training/configs/mlm-tiny.yaml", ["trainer.group_by_length=true"])
+    assert load_config("training/configs/mlm-tiny.yaml", ["trainer.group_by_length=false"]).task == "mlm"
