@@ -95,7 +95,9 @@ def _build(checkpoint, data: Path, records: list[dict], staging: Path, options: 
     published, reason, quantization = "fp32", "int8 not requested (--no-int8)", None
     if options.int8:
         int8_file = staging / package.MODEL_FILES["int8"]
-        quantization, int8 = _quantize(fp32_file, int8_file, evaluation, torch_result, runtime, options, say)
+        # the timing step of graph optimisation already quantised the chosen graph into int8_file: reused
+        quantization, int8 = _quantize(fp32_file, int8_file, evaluation, torch_result, runtime, options, say,
+                                       made=optimization.pop("int8_made", None))
         refused = int8_verdict(torch_result, int8, options.max_drop)
         parity["onnx_int8"] = {**int8.as_dict(metric), "published": refused is None}
         say(f"ONNX int8: {metric} {int8.metric:.4f}, agreement with PyTorch {int8.agreement:.2%}")
@@ -125,15 +127,20 @@ def _build(checkpoint, data: Path, records: list[dict], staging: Path, options: 
     return package.finish_manifest(staging, manifest)
 
 
-def _quantize(fp32_file, int8_file, evaluation, torch_result, runtime, options, say):
+def _quantize(fp32_file, int8_file, evaluation, torch_result, runtime, options, say, made: dict | None = None):
     """int8 of the whole graph; when it agrees with PyTorch on fewer than ``min_agreement`` of the predictions,
     the same with the most outlier-sensitive layers kept in fp32 (onnx_models.fp32_fallbacks), mildest first,
-    until one agrees well enough; the best-agreeing try is kept. Returns (settings, result)."""
+    until one agrees well enough; the best-agreeing try is kept. ``made``: the settings of a whole-graph int8 of
+    ``fp32_file`` already in ``int8_file`` (written while timing the graphs), used as the first try. Returns
+    (settings, result)."""
     def attempt(keep):
         settings = onnx_models.quantize_int8(fp32_file, int8_file, options.per_channel, options.reduce_range, keep)
         return settings, evaluate(evaluation, runtime(int8_file.name, "int8"), torch_result)
 
-    settings, result = attempt(())
+    if made is not None and int8_file.is_file():
+        settings, result = made, evaluate(evaluation, runtime(int8_file.name, "int8"), torch_result)
+    else:
+        settings, result = attempt(())
     tried = [{"kept_fp32": "nothing", "agreement": round(result.agreement, 6), "metric": round(result.metric, 6)}]
     best_keep = last_keep = ()
     fallbacks = onnx_models.fp32_fallbacks(fp32_file) if options.fallback else []
@@ -164,16 +171,22 @@ def _optimize(checkpoint, staging, fp32_file, fp32, evaluation, torch_result, ru
         optimized_file.unlink(missing_ok=True)
         return {"applied": False, "decision": f"optimizer failed: {error}"}, fp32
     record = {"fused_operators": fused, "max_abs_logit_diff": float(f"{optimized.max_abs_logit_diff:.3g}")}
+    int8_files: list = []
     if optimized.max_abs_logit_diff > options.atol or optimized.agreement < fp32.agreement:
         decision = f"rejected: parity (max |logit diff| {optimized.max_abs_logit_diff:.2g})"
     elif options.optimize == "auto":
-        plain_ms, fused_ms, timed = _compare_served_speed(staging, fp32_file, optimized_file, runtime, options)
+        plain_ms, fused_ms, timed, int8_files = _compare_served_speed(staging, fp32_file, optimized_file, runtime, options)
         record.update(plain_ms=round(plain_ms, 3), optimized_ms=round(fused_ms, 3), timed=timed)
         decision = (f"applied ({timed} {fused_ms:.2f} ms vs {plain_ms:.2f} ms per batch)" if fused_ms < plain_ms
                     else f"rejected: not faster ({timed} {fused_ms:.2f} ms vs {plain_ms:.2f} ms per batch)")
     else:
         decision = "applied"
     applied = decision.startswith("applied")
+    if int8_files:  # keep the chosen graph's int8 for _quantize's first try
+        (keep, settings), (drop, _) = (int8_files[1], int8_files[0]) if applied else int8_files
+        keep.replace(staging / package.MODEL_FILES["int8"])
+        drop.unlink(missing_ok=True)
+        record["int8_made"] = settings
     if applied:
         optimized_file.replace(fp32_file)
         fp32 = optimized
@@ -182,20 +195,23 @@ def _optimize(checkpoint, staging, fp32_file, fp32, evaluation, torch_result, ru
     return {"applied": applied, "decision": decision, **record}, fp32
 
 
-def _compare_served_speed(staging, plain_file, fused_file, runtime, options) -> tuple[float, float, str]:
+def _compare_served_speed(staging, plain_file, fused_file, runtime, options) -> tuple[float, float, str, list]:
     """Time the model that will be served: with int8 on, the quantised plain and fused graphs (fusion that speeds
     up fp32 can slow int8 down: measured 39 vs 48 ms a batch for MiniLM here, the fused attention is not
-    quantised as well as the plain MatMuls)."""
+    quantised as well as the plain MatMuls). Returns the two timings, what was timed, and with int8 the
+    (file, settings) of the plain and the fused int8 graphs, left on disk for the caller."""
     if not options.int8:
-        return (*_compare_speed(runtime(plain_file.name, "fp32"), runtime(fused_file.name, "fp32")), "fp32")
+        return (*_compare_speed(runtime(plain_file.name, "fp32"), runtime(fused_file.name, "fp32")), "fp32", [])
     quantized = [staging / f"{f.stem}.timing-int8.onnx" for f in (plain_file, fused_file)]
     try:
-        for src, dst in zip((plain_file, fused_file), quantized):
-            onnx_models.quantize_int8(src, dst, options.per_channel, options.reduce_range)
-        return (*_compare_speed(runtime(quantized[0].name, "int8"), runtime(quantized[1].name, "int8")), "int8")
-    finally:
+        made = [onnx_models.quantize_int8(src, dst, options.per_channel, options.reduce_range)
+                for src, dst in zip((plain_file, fused_file), quantized)]
+        timings = _compare_speed(runtime(quantized[0].name, "int8"), runtime(quantized[1].name, "int8"))
+    except BaseException:
         for path in quantized:
             path.unlink(missing_ok=True)
+        raise
+    return (*timings, "int8", list(zip(quantized, made)))
 
 
 def _compare_speed(plain, fused, rounds: int = 9, batch: int = 4, budget_s: float = 20.0) -> tuple[float, float]:

@@ -259,6 +259,41 @@ def test_gate_refuses_damaged_int8(tagger, tmp_path, monkeypatch):
         load_package(tmp_path / "pkg", prefer="int8")
 
 
+def test_timed_int8_graph_is_published_without_quantising_again(tagger, tmp_path, monkeypatch):
+    """optimize=auto quantises the plain and the fused graph to time them; the chosen one is the published int8
+    (the exporter used to quantise it a third time)."""
+    import onnx
+
+    from export import onnx_models
+    from export.exporter import ExportOptions, export_package
+    from serving.runtime import load_package
+
+    real_quantize = onnx_models.quantize_int8
+    calls = []
+
+    def counted(src, dst, *args, **kwargs):
+        calls.append(Path(dst).name)
+        return real_quantize(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(onnx_models, "quantize_int8", counted)
+    manifest = export_package(tagger["checkpoint"], ExportOptions(out=tmp_path / "pkg", data=tagger["data"]["parity"],
+                                                                  optimize="auto"), say=lambda line: None)
+    optimization = manifest["graph_optimization"]
+    assert "int8_made" not in optimization
+    if optimization.get("timed") == "int8":  # the fused graph kept parity, so both int8 graphs were timed
+        assert sorted(calls) == ["model.optimized.timing-int8.onnx", "model.timing-int8.onnx"]
+    else:
+        assert calls == ["model.int8.onnx"]
+    assert manifest["published"] == "int8" and manifest["quantization"]["tried"][0]["kept_fp32"] == "nothing"
+    assert sorted(p.name for p in (tmp_path / "pkg").glob("*.onnx")) == ["model.int8.onnx", "model.onnx"]
+    graph = onnx.load(str(tmp_path / "pkg/model.int8.onnx")).graph
+    assert any(node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for node in graph.node)
+    fused = any(node.domain == "com.microsoft" for node in onnx.load(str(tmp_path / "pkg/model.onnx")).graph.node)
+    assert fused == optimization["applied"]  # the published int8 comes from the published fp32 graph
+    assert fused == any(node.domain == "com.microsoft" and node.op_type != "DynamicQuantizeMatMul" for node in graph.node)
+    assert load_package(tmp_path / "pkg").variant == "int8"
+
+
 @pytest.mark.slow
 def test_int8_that_disagrees_falls_back_to_fp32_first_layer_ffn(tagger, tmp_path, monkeypatch):
     """Whole-graph int8 that agrees poorly with PyTorch (damaged here) makes the exporter try the first encoder
