@@ -86,7 +86,8 @@ def _build(checkpoint, data: Path, records: list[dict], staging: Path, options: 
     if fp32.max_abs_logit_diff > options.atol:
         raise ExportError(f"ONNX fp32 differs from PyTorch by up to {fp32.max_abs_logit_diff:.3g} in the logits "
                           f"(allowed {options.atol:g}); nothing was published")
-    optimization, fp32 = _optimize(checkpoint, staging, fp32_file, fp32, evaluation, torch_result, runtime, options)
+    optimization, fp32, int8_made = _optimize(checkpoint, staging, fp32_file, fp32, evaluation, torch_result, runtime,
+                                              options)
     say(f"ONNX fp32: {metric} {fp32.metric:.4f}, max |logit diff| {fp32.max_abs_logit_diff:.2g}, "
         f"agreement {fp32.agreement:.2%}; graph optimisation: {optimization['decision']}")
 
@@ -97,7 +98,7 @@ def _build(checkpoint, data: Path, records: list[dict], staging: Path, options: 
         int8_file = staging / package.MODEL_FILES["int8"]
         # the timing step of graph optimisation already quantised the chosen graph into int8_file: reused
         quantization, int8 = _quantize(fp32_file, int8_file, evaluation, torch_result, runtime, options, say,
-                                       made=optimization.pop("int8_made", None))
+                                       made=int8_made)
         refused = int8_verdict(torch_result, int8, options.max_drop)
         parity["onnx_int8"] = {**int8.as_dict(metric), "published": refused is None}
         say(f"ONNX int8: {metric} {int8.metric:.4f}, agreement with PyTorch {int8.agreement:.2%}")
@@ -160,18 +161,21 @@ def _quantize(fp32_file, int8_file, evaluation, torch_result, runtime, options, 
 
 
 def _optimize(checkpoint, staging, fp32_file, fp32, evaluation, torch_result, runtime, options):
-    """Keep ONNX Runtime's fused graph only when it keeps parity (and, for ``auto``, runs faster)."""
+    """Keep ONNX Runtime's fused graph only when it keeps parity (and, for ``auto``, runs faster). Returns the
+    decision record, the fp32 result of the kept graph, and the quantisation settings of that graph's int8 when
+    timing left one in the package's int8 file (else None)."""
     if options.optimize == "never":
-        return {"applied": False, "decision": "not requested"}, fp32
+        return {"applied": False, "decision": "not requested"}, fp32, None
     optimized_file = staging / "model.optimized.onnx"
     try:
         fused = onnx_models.optimize_graph(fp32_file, optimized_file, checkpoint.config)
         optimized = evaluate(evaluation, runtime(optimized_file.name, "fp32"), torch_result)
     except Exception as error:  # the optimizer raises assorted errors on graphs it does not understand
         optimized_file.unlink(missing_ok=True)
-        return {"applied": False, "decision": f"optimizer failed: {error}"}, fp32
+        return {"applied": False, "decision": f"optimizer failed: {error}"}, fp32, None
     record = {"fused_operators": fused, "max_abs_logit_diff": float(f"{optimized.max_abs_logit_diff:.3g}")}
     int8_files: list = []
+    int8_made = None
     if optimized.max_abs_logit_diff > options.atol or optimized.agreement < fp32.agreement:
         decision = f"rejected: parity (max |logit diff| {optimized.max_abs_logit_diff:.2g})"
     elif options.optimize == "auto":
@@ -186,13 +190,13 @@ def _optimize(checkpoint, staging, fp32_file, fp32, evaluation, torch_result, ru
         (keep, settings), (drop, _) = (int8_files[1], int8_files[0]) if applied else int8_files
         keep.replace(staging / package.MODEL_FILES["int8"])
         drop.unlink(missing_ok=True)
-        record["int8_made"] = settings
+        int8_made = settings
     if applied:
         optimized_file.replace(fp32_file)
         fp32 = optimized
     else:
         optimized_file.unlink()
-    return {"applied": applied, "decision": decision, **record}, fp32
+    return {"applied": applied, "decision": decision, **record}, fp32, int8_made
 
 
 def _compare_served_speed(staging, plain_file, fused_file, runtime, options) -> tuple[float, float, str, list]:

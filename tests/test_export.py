@@ -279,7 +279,7 @@ def test_timed_int8_graph_is_published_without_quantising_again(tagger, tmp_path
     manifest = export_package(tagger["checkpoint"], ExportOptions(out=tmp_path / "pkg", data=tagger["data"]["parity"],
                                                                   optimize="auto"), say=lambda line: None)
     optimization = manifest["graph_optimization"]
-    assert "int8_made" not in optimization
+    assert "int8_made" not in optimization  # not a manifest field
     if optimization.get("timed") == "int8":  # the fused graph kept parity, so both int8 graphs were timed
         assert sorted(calls) == ["model.optimized.timing-int8.onnx", "model.timing-int8.onnx"]
     else:

@@ -13,9 +13,9 @@ from transformers import BertConfig, DataCollatorForTokenClassification
 from tagsmith.config import ExperimentConfig
 from tagsmith.records import validate_splits, write_jsonl
 from tagsmith.tasks import get_task
+from tagsmith.windows import bias_indices
 from training import runner
 from training.datasets import ListDataset, cap_eval, prepare_train_records, scalar_metrics
-from tagsmith.windows import bias_indices
 from training.features import CharDropoutCollator, decode, encode_windows, merge_logits
 from training.model import build_tagging_model
 from training.tokenizer import build_char_tokenizer, load_tokenizer, resolve_model_path
