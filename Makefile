@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export BENTOML_DO_NOT_TRACK ?= True
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: install demo test test-fast bench bench-tagging bench-domain bench-export bench-serving bench-distributed lint clean
+.PHONY: install demo test test-fast bench bench-tagging bench-cclue-limits bench-domain bench-export bench-serving bench-distributed lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ bench-serving: $(STAMP)
 
 bench-distributed: $(STAMP)
 	$(BIN)/python bench/distributed.py
+
+bench-cclue-limits: bench-tagging
+	$(BIN)/python bench/cclue_limits.py ensemble
+	$(BIN)/python bench/cclue_limits.py in-domain --run segmentation-cpu
+	$(BIN)/python bench/cclue_limits.py in-domain --run punctuation-cpu
 
 bench: bench-tagging bench-domain bench-export bench-serving bench-distributed
 

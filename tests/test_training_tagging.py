@@ -123,4 +123,10 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         load_tagging_model(tmp_path)
     with pytest.raises(CheckpointError, match="no config.json"):
         load_tagging_model(tmp_path / "missing")
+    from transformers import BertConfig
+
+    (tmp_path / "config.json").write_text(BertConfig(num_labels=4).to_json_string())  # good config, bad weights
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot load checkpoint"):
+        load_tagging_model(tmp_path)
 

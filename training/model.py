@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import TokenClassifierOutput
@@ -78,10 +79,37 @@ def _label_maps(labels: list[str]) -> dict:
     return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
 
 
+def _from_cnn_checkpoint(pretrained: str, labels: list[str], head, config: PretrainedConfig):
+    """Start from a tagsmith CNN-head tagging checkpoint (a run's ``best/``): its weights sit under ``encoder.``, which
+    ``AutoModel`` cannot read. Same labels and head shape: the whole model goes on training (the CNN dropout is the
+    new config's); otherwise its encoder starts a new head."""
+    saved = load_tagging_model(pretrained)
+    saved_labels = [saved.config.id2label[i] for i in range(saved.config.num_labels)]
+    if (head.type == "cnn" and saved_labels == list(labels) and list(saved.config.cnn_kernels) == list(head.cnn_kernels)
+            and saved.config.cnn_filters == head.cnn_filters):
+        saved.config.cnn_dropout = saved.dropout.p = head.cnn_dropout
+        return saved
+    config.tagsmith_head = head.type
+    if head.type == "linear":
+        model = AutoModelForTokenClassification.from_config(config)
+        model.base_model.load_state_dict(saved.encoder.state_dict())
+        return model
+    config.cnn_kernels, config.cnn_filters, config.cnn_dropout = list(head.cnn_kernels), head.cnn_filters, head.cnn_dropout
+    config.architectures = [EncoderCnnForTokenClassification.__name__]
+    model = EncoderCnnForTokenClassification(config)
+    model.encoder.load_state_dict(saved.encoder.state_dict())
+    return model
+
+
 def build_tagging_model(labels: list[str], head, encoder_config: PretrainedConfig | None = None, pretrained: str | None = None):
-    """A new tagging model: from a pretrained encoder (hub id / path) or from ``encoder_config`` (scratch)."""
+    """A new tagging model: from a pretrained encoder (hub id / path) or from ``encoder_config`` (scratch).
+
+    ``pretrained`` may be any encoder checkpoint, an MLM run, or a tagging run's ``best/`` (linear or CNN head). A
+    tagging head is kept when its labels (and for CNN its shape) are the new model's; otherwise a new one is made."""
     if pretrained is not None:
         config = AutoConfig.from_pretrained(pretrained, **_label_maps(labels))
+        if getattr(config, "tagsmith_head", None) == "cnn":
+            return _from_cnn_checkpoint(pretrained, labels, head, config)
     else:
         config = encoder_config
         for key, value in _label_maps(labels).items():
@@ -89,7 +117,8 @@ def build_tagging_model(labels: list[str], head, encoder_config: PretrainedConfi
     config.tagsmith_head = head.type
     if head.type == "linear":
         if pretrained is not None:
-            return AutoModelForTokenClassification.from_pretrained(pretrained, config=config)
+            # another task's classifier (segmentation -> punctuation) has another shape: a new one is made
+            return AutoModelForTokenClassification.from_pretrained(pretrained, config=config, ignore_mismatched_sizes=True)
         return AutoModelForTokenClassification.from_config(config)
     config.cnn_kernels = list(head.cnn_kernels)
     config.cnn_filters = head.cnn_filters
@@ -115,5 +144,5 @@ def load_tagging_model(path: str | Path):
         if getattr(config, "tagsmith_head", "linear") == "cnn":
             return EncoderCnnForTokenClassification.from_pretrained(path, config=config)
         return AutoModelForTokenClassification.from_pretrained(path, config=config)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:  # SafetensorError: corrupt weights
         raise CheckpointError(f"{path}: cannot load checkpoint: {error}") from error

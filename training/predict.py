@@ -62,13 +62,14 @@ class TaggingPredictor:
 
 class ClassificationPredictor:
     def __init__(self, path: str | Path):
+        from safetensors import SafetensorError
         from transformers import AutoModelForSequenceClassification
 
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
         try:
             self.model = AutoModelForSequenceClassification.from_pretrained(str(self.path)).eval()
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, SafetensorError) as error:
             raise CheckpointError(f"{path}: cannot load checkpoint: {error}") from error
         self.tokenizer = load_tokenizer(self.path)
         self.labels = self.manifest["labels"]
