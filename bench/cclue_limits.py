@@ -32,20 +32,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from rich.console import Console  # noqa: E402
 
 from tagging import CCLUE, cclue_records  # noqa: E402
-from tagsmith.tasks import get_task  # noqa: E402
+from tagsmith.tasks import get_task, labels_from_ends  # noqa: E402
 
 console = Console(width=150)
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
-
-
-def boundary_labels(probabilities: np.ndarray, threshold: float) -> list[str]:
-    """Boundary probabilities (a boundary after character i) -> B/M/E/S labels."""
-    labels, starts = [], True
-    for i, p in enumerate(probabilities):
-        ends = bool(p > threshold) or i == len(probabilities) - 1
-        labels.append({(True, True): "S", (True, False): "B", (False, True): "E", (False, False): "M"}[starts, ends])
-        starts = ends
-    return labels
 
 
 def boundary_probabilities(run: str, texts: list[str]) -> list[np.ndarray]:
@@ -73,7 +63,7 @@ def ensemble(runs: list[str]) -> None:
     combos[" + ".join(runs)] = runs
     for name, members in combos.items():
         mean = [np.mean([probabilities[m][i] for m in members], axis=0) for i in range(len(texts))]
-        scores = {t: task.score(gold, [boundary_labels(p, t) for p in mean])["f1"] for t in THRESHOLDS}
+        scores = {t: task.score(gold, [labels_from_ends(p > t) for p in mean])["f1"] for t in THRESHOLDS}
         console.print(f"{name}: boundary F1 at threshold " + ", ".join(f"{t}: {100 * f:.1f}" for t, f in scores.items())
                       + f"  (best {100 * max(scores.values()):.1f}, an oracle threshold)")
 

@@ -117,7 +117,13 @@ def _check_text(record: object) -> list[str]:
 
 def segmentation_labels(parsed: ParsedText) -> list[str]:
     n = len(parsed.chars)
-    ends = [parsed.following[i] is not None or i == n - 1 for i in range(n)]
+    return labels_from_ends([parsed.following[i] is not None for i in range(n)])
+
+
+def labels_from_ends(ends: Sequence[bool]) -> list[str]:
+    """B/M/E/S labels from "a sentence ends after character i" flags; the text's last character always ends one."""
+    n = len(ends)
+    ends = [bool(e) or i == n - 1 for i, e in enumerate(ends)]
     labels = []
     for i in range(n):
         starts = i == 0 or ends[i - 1]

@@ -79,26 +79,10 @@ def _label_maps(labels: list[str]) -> dict:
     return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
 
 
-def _from_cnn_checkpoint(pretrained: str, labels: list[str], head, config: PretrainedConfig):
-    """Start from a tagsmith CNN-head tagging checkpoint (a run's ``best/``): its weights sit under ``encoder.``, which
-    ``AutoModel`` cannot read. Same labels and head shape: the whole model goes on training (the CNN dropout is the
-    new config's); otherwise its encoder starts a new head."""
-    saved = load_tagging_model(pretrained)
-    saved_labels = [saved.config.id2label[i] for i in range(saved.config.num_labels)]
-    if (head.type == "cnn" and saved_labels == list(labels) and list(saved.config.cnn_kernels) == list(head.cnn_kernels)
-            and saved.config.cnn_filters == head.cnn_filters):
-        saved.config.cnn_dropout = saved.dropout.p = head.cnn_dropout
-        return saved
-    config.tagsmith_head = head.type
-    if head.type == "linear":
-        model = AutoModelForTokenClassification.from_config(config)
-        model.base_model.load_state_dict(saved.encoder.state_dict())
-        return model
-    config.cnn_kernels, config.cnn_filters, config.cnn_dropout = list(head.cnn_kernels), head.cnn_filters, head.cnn_dropout
-    config.architectures = [EncoderCnnForTokenClassification.__name__]
-    model = EncoderCnnForTokenClassification(config)
-    model.encoder.load_state_dict(saved.encoder.state_dict())
-    return model
+def _keeps_head(saved: PretrainedConfig, labels: list[str], head) -> bool:
+    """Whether a saved CNN-head model can go on training as it is: same labels, same convolutions."""
+    return (head.type == "cnn" and [saved.id2label[i] for i in range(saved.num_labels)] == list(labels)
+            and list(saved.cnn_kernels) == list(head.cnn_kernels) and saved.cnn_filters == head.cnn_filters)
 
 
 def build_tagging_model(labels: list[str], head, encoder_config: PretrainedConfig | None = None, pretrained: str | None = None):
@@ -106,31 +90,43 @@ def build_tagging_model(labels: list[str], head, encoder_config: PretrainedConfi
 
     ``pretrained`` may be any encoder checkpoint, an MLM run, or a tagging run's ``best/`` (linear or CNN head). A
     tagging head is kept when its labels (and for CNN its shape) are the new model's; otherwise a new one is made."""
+    # the encoder of a tagsmith CNN-head checkpoint: its weights sit under ``encoder.``, which AutoModel cannot read,
+    # so that checkpoint is loaded as the tagsmith model it is
+    encoder_state = None
     if pretrained is not None:
         config = AutoConfig.from_pretrained(pretrained, **_label_maps(labels))
         if getattr(config, "tagsmith_head", None) == "cnn":
-            return _from_cnn_checkpoint(pretrained, labels, head, config)
+            saved = load_tagging_model(pretrained)
+            if _keeps_head(saved.config, labels, head):  # the whole model goes on training, with the new dropout
+                saved.config.cnn_dropout = saved.dropout.p = head.cnn_dropout
+                return saved
+            encoder_state = saved.encoder.state_dict()
     else:
         config = encoder_config
         for key, value in _label_maps(labels).items():
             setattr(config, key, value)
     config.tagsmith_head = head.type
     if head.type == "linear":
-        if pretrained is not None:
+        if pretrained is not None and encoder_state is None:
             # another task's classifier (segmentation -> punctuation) has another shape: a new one is made
             return AutoModelForTokenClassification.from_pretrained(pretrained, config=config, ignore_mismatched_sizes=True)
-        return AutoModelForTokenClassification.from_config(config)
+        model = AutoModelForTokenClassification.from_config(config)
+        if encoder_state is not None:
+            model.base_model.load_state_dict(encoder_state)
+        return model
     config.cnn_kernels = list(head.cnn_kernels)
     config.cnn_filters = head.cnn_filters
     config.cnn_dropout = head.cnn_dropout
     config.architectures = [EncoderCnnForTokenClassification.__name__]
     model = EncoderCnnForTokenClassification(config)
-    if pretrained is not None:
+    if encoder_state is None and pretrained is not None:
         try:
             encoder = AutoModel.from_pretrained(pretrained, add_pooling_layer=False)
         except TypeError:
             encoder = AutoModel.from_pretrained(pretrained)
-        model.encoder.load_state_dict(encoder.state_dict())
+        encoder_state = encoder.state_dict()
+    if encoder_state is not None:
+        model.encoder.load_state_dict(encoder_state)
     return model
 
 
