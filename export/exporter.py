@@ -31,6 +31,7 @@ class ExportOptions:
     per_channel: bool = True
     reduce_range: bool = False  # 7-bit weights for CPUs without VNNI
     fp16: bool = False
+    int8_only: bool = False  # ship the int8 model alone: fp32 is deleted after the gate (a small, shippable package)
     optimize: str = "auto"  # auto (when parity holds and it is faster) | always (when parity holds) | never
     max_drop: float = 0.005  # largest allowed fall of the int8 task metric below PyTorch's (0-1 scale)
     min_agreement: float = 0.99  # int8 predictions agreeing with PyTorch below this: try keeping layers in fp32
@@ -111,6 +112,12 @@ def _build(checkpoint, data: Path, records: list[dict], staging: Path, options: 
             reason = f"int8 {metric} within {options.max_drop:g} of PyTorch"
     if options.fp16:
         parity["onnx_fp16"] = _fp16(fp32_file, staging, evaluation, torch_result, runtime, options, models)
+    if options.int8_only:
+        if published != "int8":
+            raise ExportError(f"--int8-only: {reason}; nothing was published")
+        fp32_file.unlink()
+        del models["fp32"]
+        reason += "; int8 only (fp32 checked, then left out of the package)"
     say(f"published: {published} ({reason})")
 
     manifest.update(

@@ -126,11 +126,37 @@ def quantize_int8(src: Path, dst: Path, per_channel: bool = True, reduce_range: 
 
     settings = {"method": "dynamic", "weight_type": "QInt8", "per_channel": per_channel, "reduce_range": reduce_range,
                 "kept_fp32": list(keep_fp32)}
-    with quiet():
-        # fused contrib operators (after optimize_graph) have no ONNX type inference: say their outputs are float
-        quantize_dynamic(src, dst, per_channel=per_channel, reduce_range=reduce_range, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=list(keep_fp32), extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    typed = Path(dst).with_name(Path(dst).stem + ".typed.onnx")
+    typed_inputs = _type_conv_inputs(Path(src), typed)
+    if typed_inputs:
+        settings["conv_inputs_typed"] = typed_inputs
+    try:
+        with quiet():
+            # fused contrib operators (after optimize_graph) have no ONNX type inference: say their outputs are float
+            quantize_dynamic(typed if typed_inputs else src, dst, per_channel=per_channel, reduce_range=reduce_range,
+                             weight_type=QuantType.QInt8, nodes_to_exclude=list(keep_fp32),
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        typed.unlink(missing_ok=True)
     return settings
+
+
+def _type_conv_inputs(src: Path, dst: Path) -> int:
+    """Declare the float type of Conv inputs that type inference cannot reach (they follow fused contrib
+    operators, e.g. the CNN head after the encoder's SkipLayerNormalization): without it quantize_dynamic
+    leaves those convolutions in fp32 (38% of a CNN-head model's int8 size). Writes ``dst`` and returns how
+    many inputs it typed (0: nothing written)."""
+    import onnx
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    known = {v.name for v in (*graph.value_info, *graph.input, *graph.output)} | {i.name for i in graph.initializer}
+    missing = sorted({n.input[0] for n in graph.node if n.op_type == "Conv" and n.input[0] not in known})
+    if not missing:
+        return 0
+    graph.value_info.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in missing)
+    onnx.save(model, str(dst))
+    return len(missing)
 
 
 # The dense layers nearest the embeddings see the largest activation outliers, where one int8 scale per tensor

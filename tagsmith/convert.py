@@ -70,15 +70,18 @@ class ConversionReport:
 
 def punctuated_to_record(text: str, task_name: str, script: str = "keep", report: ConversionReport | None = None) -> dict | None:
     """One punctuated text -> ``{"text", "labels"}`` for the task, or None when no character is left."""
-    task = get_task(task_name)
-    parsed = parse_punctuated(to_script(text, script))
+    return record_from_parsed(parse_punctuated(to_script(text, script)), task_name, report)
+
+
+def record_from_parsed(parsed, task_name: str, report: ConversionReport | None = None) -> dict | None:
+    """A parsed text (:func:`tagsmith.tasks.parse_punctuated`) -> ``{"text", "labels"}``, or None when empty."""
     if report is not None:
         report.dropped.update(parsed.dropped)
     if not parsed.chars:
         if report is not None:
             report.skipped_empty += 1
         return None
-    labels = task.from_parsed(parsed)
+    labels = get_task(task_name).from_parsed(parsed)
     if report is not None:
         report.records += 1
         report.characters += len(parsed.chars)

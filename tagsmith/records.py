@@ -127,15 +127,38 @@ def validate_splits(paths: Mapping[str, str | Path | None], task) -> dict[str, l
     return {split: parsed.records for split, parsed in loaded.items()}
 
 
+class JsonlWriter:
+    """Records written one at a time to a temporary file, renamed into place by :meth:`commit`; a writer that
+    is not committed (an error, an interrupt) leaves the old file as it was: call :meth:`discard` in a finally."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.out = self.tmp.open("w", encoding="utf-8")
+        self.count = 0
+
+    def write(self, record: dict) -> None:
+        self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.count += 1
+
+    def commit(self) -> int:
+        self.out.close()
+        self.tmp.replace(self.path)
+        return self.count
+
+    def discard(self) -> None:
+        if not self.out.closed:
+            self.out.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     """Write records as UTF-8 JSONL atomically (a temporary file renamed into place); returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    count = 0
-    with tmp.open("w", encoding="utf-8") as out:
+    writer = JsonlWriter(path)
+    try:
         for record in records:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
-    tmp.replace(path)
-    return count
+            writer.write(record)
+        return writer.commit()
+    finally:
+        writer.discard()

@@ -91,3 +91,76 @@ class CharDropoutCollator:
             dropped = (torch.rand(labelled.shape) < self.p) & labelled
             batch["input_ids"] = batch["input_ids"].masked_fill(dropped, self.unk_token_id)
         return batch
+
+
+class CharIdsUnavailable(ValueError):
+    """The tokenizer does not give exactly one token per character: compact windows cannot be used."""
+
+
+def char_token_ids(tokenizer, chars: np.ndarray) -> np.ndarray:
+    """Token id of each code point in ``chars`` (uint32), for tokenizers that give one token per character.
+
+    Each distinct character goes through the tokenizer once, as its own word (as :func:`encode_windows` sends
+    it); a character that yields no token (private-use code points, control characters) gets -1 and, as in
+    :func:`encode_windows`, no position in the window; one that yields several raises :class:`CharIdsUnavailable`."""
+    unique, inverse = np.unique(chars, return_inverse=True)
+    words = [[chr(int(c))] for c in unique]
+    encoded = tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"] if words else []
+    bad = [w[0] for w, ids in zip(words, encoded) if len(ids) > 1]
+    if bad:
+        raise CharIdsUnavailable(f"{len(bad)} characters map to several tokens (e.g. {bad[:5]!r})")
+    table = np.asarray([ids[0] if ids else -1 for ids in encoded], dtype=np.int32)
+    return table[inverse.reshape(-1)] if len(chars) else np.zeros(0, dtype=np.int32)
+
+
+class CompactWindows(torch.utils.data.Dataset):
+    """Training windows of a :class:`tagsmith.compact.TaggingCorpus`, built on demand.
+
+    Item ``k`` is exactly what :func:`encode_windows` gives for the same window when the tokenizer maps each
+    character to one token (:func:`char_token_ids`): ``[CLS] chars [SEP]``, the label on each character,
+    -100 on the special tokens. ``records`` lists the record indices to window (with repeats for oversampling);
+    windows are kept as three int arrays, so a corpus of tens of millions of characters stays small in memory.
+    """
+
+    def __init__(self, corpus, records: np.ndarray, tokenizer, max_length: int, overlap: int):
+        self.ids = char_token_ids(tokenizer, corpus.chars)
+        self.labels = corpus.labels
+        owners, starts, ends = [], [], []
+        offsets = corpus.offsets
+        for index in records:
+            base = int(offsets[index])
+            for start, end in window_spans(int(offsets[index + 1]) - base, max_length - 2, overlap):
+                owners.append(index)
+                starts.append(base + start)
+                ends.append(base + end)
+        self.owner = np.asarray(owners, dtype=np.int64)
+        self.start = np.asarray(starts, dtype=np.int64)
+        self.end = np.asarray(ends, dtype=np.int64)
+        missing = np.concatenate([[0], np.cumsum(self.ids < 0)])  # characters without a token before each position
+        self.tokens = (self.end - self.start) - (missing[self.end] - missing[self.start])
+        self.cls, self.sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+        self.with_token_types = "token_type_ids" in tokenizer.model_input_names
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @property
+    def lengths(self) -> list[int]:
+        """Tokens per window (for length-grouped batches)."""
+        return (self.tokens + 2).tolist()
+
+    def labelled_per_window(self) -> float:
+        return float(self.tokens.mean()) if len(self) else 0.0
+
+    def __getitem__(self, k: int) -> dict:
+        ids, labels = self.ids[self.start[k]:self.end[k]], self.labels[self.start[k]:self.end[k]]
+        if self.tokens[k] != len(ids):
+            present = ids >= 0
+            ids, labels = ids[present], labels[present]
+        n = len(ids) + 2
+        item = {"input_ids": [self.cls, *ids.tolist(), self.sep]}
+        if self.with_token_types:
+            item["token_type_ids"] = [0] * n
+        item["attention_mask"] = [1] * n
+        item["labels"] = [-100, *labels.tolist(), -100]
+        return item

@@ -153,6 +153,16 @@ class Trainer(transformers.Trainer):
         finally:
             self.data_collator = plain
 
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = getattr(dataset, "lengths", None)
+        if self.args.group_by_length and lengths is not None:  # known lengths: no pass over every item to measure them
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        dataset=dataset, lengths=list(lengths))
+        return super()._get_train_sampler(train_dataset)
+
     def _get_eval_sampler(self, eval_dataset):
         if self.args.group_by_length and not self.args.use_legacy_prediction_loop:
             # what the base class does without group_by_length: sequential on one process, accelerate's
@@ -344,7 +354,12 @@ def git_commit() -> str | None:
 
 
 def data_hashes(config: ExperimentConfig) -> dict:
-    paths = {"train": config.data.train, "validation": config.data.validation, "test": config.data.test}
+    train = config.data.train
+    paths = {"validation": config.data.validation, "test": config.data.test}
+    if isinstance(train, list):
+        paths.update({f"train:{p}": p for p in train})
+    else:
+        paths["train"] = train
     paths.update({f"file:{p}": p for p in config.data.files})
     return {name: sha256_file(p) for name, p in paths.items() if p and Path(p).is_file()}
 
