@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export BENTOML_DO_NOT_TRACK ?= True
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: install demo test test-fast bench bench-tagging bench-cclue-limits bench-domain bench-export bench-serving bench-distributed lint clean
+.PHONY: install demo demo-pipeline ship-punctuation bench-scaling bench-shipped bench-data-scale test test-fast bench bench-tagging bench-cclue-limits bench-domain bench-export bench-serving bench-distributed lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +28,26 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# The API and the demo page on the packages tagsmith ships (serving/shipped/) and any in models/: no training.
+demo: $(STAMP)
+	$(BIN)/tagsmith demo --models models
+
+# The whole tiny pipeline: fetch chinese-poetry, train, export into models/, serve (a few minutes; demo-grade models).
 # OLID=path/to/olid uses a local OLID copy for the toxicity demo model (else the hub, else a seed set)
 OLID ?=
-demo: $(STAMP)
+demo-pipeline: $(STAMP)
 	$(BIN)/tagsmith data fetch chinese-poetry
 	TAGSMITH_OLID=$(OLID) $(BIN)/python -m tagsmith.demo
+
+# Reproduce the shipped Classical Chinese package from a clone of NiuTrans/Classical-Modern (or its .tar.xz):
+# <= 2 hours on 2 CPU cores (punctuation-cpu, then punctuation-cpu-2h), then the int8-only export.
+CLASSICAL_MODERN ?=
+ship-punctuation: $(STAMP)
+	@test -n "$(CLASSICAL_MODERN)" || { echo "set CLASSICAL_MODERN=path/to/Classical-Modern (a clone or its .tar.xz)"; exit 2; }
+	$(BIN)/tagsmith data fetch classical-modern --local "$(CLASSICAL_MODERN)"
+	$(BIN)/tagsmith train --config training/configs/punctuation-cpu.yaml --set trainer.save_total_limit=null
+	$(BIN)/tagsmith train --config training/configs/punctuation-cpu-2h.yaml --set trainer.save_total_limit=null
+	$(BIN)/tagsmith export runs/punctuation-cpu-2h/best --int8-only --out serving/shipped/punctuation
 
 test: $(STAMP)
 	$(BIN)/pytest -q
@@ -51,6 +66,15 @@ bench-export: $(STAMP)
 
 bench-serving: $(STAMP)
 	$(BIN)/python bench/serving_bench.py
+
+bench-scaling: $(STAMP)
+	$(BIN)/python bench/scaling.py --runs punctuation-cpu punctuation-cpu-2h
+
+bench-shipped: $(STAMP)
+	$(BIN)/python bench/shipped.py
+
+bench-data-scale: $(STAMP)
+	$(BIN)/python bench/data_scale.py --lists
 
 bench-distributed: $(STAMP)
 	$(BIN)/python bench/distributed.py

@@ -324,8 +324,14 @@ def _serve(models: Path, host: str, port: int, extra: List[str], banner: bool) -
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     if banner:
         base = f"http://{shown}:{port}"
+        from serving.packages import package_dirs
+
+        where = {task: str(path) for task, path in package_dirs(models).items()}
+        if "segmentation" in tasks and "segmentation" not in where:
+            where["segmentation"] = "the punctuation model (any mark ends a sentence)"
         print(f"tagsmith demo page: {base}/demo/\nHTTP API (OpenAPI docs): {base}/\nmodel info: {base}/info\n"
-              f"serving: {', '.join(tasks) or 'no models'} from {models}", flush=True)
+              + ("".join(f"serving {task} from {where[task]}\n" for task in tasks) or f"serving no models from {models}\n"),
+              end="", flush=True)
     source_root = str(Path(serving.__file__).resolve().parent.parent)
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:TagsmithService", "--working-dir",
                source_root, "--host", host, "--port", str(port), *extra]

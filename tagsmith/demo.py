@@ -1,4 +1,5 @@
-"""``make demo``: the main job on a fresh machine, each step skipped when its output already exists.
+"""``make demo-pipeline``: the whole tiny pipeline on a fresh machine, each step skipped when its output already exists
+(``make demo`` serves the shipped packages instead, with no training).
 
 fetch data -> pretrain a tiny char BERT on the chinese-poetry corpus (masked LM) -> fine-tune segmentation and
 punctuation from it -> train toxicity -> export each to an int8 ONNX package -> serve the API + demo page.

@@ -43,9 +43,10 @@ FILLER = ["you", "are", "the", "game", "today", "really", "this", "team", "was",
 
 
 def quiet_env(**extra: str) -> dict:
-    """Environment for every subprocess the serving tests start: offline, one thread, no telemetry."""
+    """Environment for every subprocess the serving tests start: offline, one thread, no telemetry, and only the
+    packages of the test's own models folder (TAGSMITH_SHIPPED=0; tests of the shipped packages set it to 1)."""
     return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-            "BENTOML_DO_NOT_TRACK": "True", "GRADIO_ANALYTICS_ENABLED": "False", **extra}
+            "BENTOML_DO_NOT_TRACK": "True", "GRADIO_ANALYTICS_ENABLED": "False", "TAGSMITH_SHIPPED": "0", **extra}
 
 
 def tagsmith(*args, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -144,19 +144,19 @@ def tune_bias(task, gold: list[list[str]], char_logits: list[np.ndarray]) -> tup
     return best[0], best[2]
 
 
-def load_splits(config: ExperimentConfig, task) -> dict[str, TaggingCorpus]:
-    """Validate every split and hold it in compact form (tagsmith.compact): 70M characters in ~0.4 GB."""
+def load_splits(config: ExperimentConfig, task) -> tuple[dict[str, TaggingCorpus], list[str]]:
+    """Validate every split and hold it in compact form (tagsmith.compact: 70M characters in ~0.4 GB); the
+    second value is what to log once the run's log is open."""
     started = time.time()
     corpora, left_out = load_tagging_splits(
         {"train": config.data.train, "validation": config.data.validation, "test": config.data.test}, task,
         config.data.exclude_kinds, progress=True)
-    for split, counts in left_out.items():
-        if counts:
-            log.info("data.exclude_kinds: %s records left out of %s", counts, split)
-    log.info("records: %s; %.1fM training characters, compact in %.0f MB, read in %.0f s",
-             {split: len(c) for split, c in corpora.items()}, len(corpora["train"].chars) / 1e6 if "train" in corpora
-             else 0, sum(c.nbytes() for c in corpora.values()) / 2**20, time.time() - started)
-    return corpora
+    lines = [f"data.exclude_kinds: {counts} records left out of {split}" for split, counts in left_out.items() if counts]
+    train_chars = len(corpora["train"].chars) / 1e6 if "train" in corpora else 0.0
+    lines.append(f"records: { {split: len(c) for split, c in corpora.items()} }; {train_chars:.1f}M training "
+                 f"characters, {sum(c.nbytes() for c in corpora.values()) / 2**20:.0f} MB in compact form, "
+                 f"read and validated in {time.time() - started:.0f} s")
+    return corpora, lines
 
 
 def train_windows_dataset(config: ExperimentConfig, corpus: TaggingCorpus, indices: np.ndarray, tokenizer, label_index):
@@ -174,12 +174,14 @@ def train_windows_dataset(config: ExperimentConfig, corpus: TaggingCorpus, indic
 
 def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> int:
     task = get_task(config.task)
-    corpora = load_splits(config, task)
+    corpora, loaded = load_splits(config, task)
     if "train" not in corpora or "validation" not in corpora:
         raise runner.RunDirError(f"{config.name}: data.train and data.validation are required for {task.name}")
     run_dir = runner.prepare_run_dir(config, resume, overwrite)
     runner.setup_logging(run_dir)
     log.info("run %s: task %s, run dir %s", config.name, task.name, run_dir)
+    for line in loaded:
+        log.info(line)
 
     train_corpus = corpora["train"]
     train_indices = train_record_indices(config, train_corpus.field_values("kind"),

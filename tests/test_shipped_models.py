@@ -1,0 +1,99 @@
+"""The model packages tagsmith ships (serving/shipped/): intact, small, and right on passages everyone knows.
+
+A worse model cannot be shipped silently: each passage below names marks the shipped punctuation model must put
+(and places it must leave bare). They are well-known openings of 论语, 孟子, 史记 and 道德经, checked mark by mark.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from conftest import ROOT
+from serving_fixtures import start_server
+
+SHIPPED = ROOT / "serving" / "shipped"
+MAX_PACKAGE_MB = 20
+
+#: passage -> {character index after which a mark must follow: the mark, or "any"}; indices not named must stay
+#: bare only where listed in BARE
+PASSAGES = {
+    "学而时习之不亦说乎有朋自远方来不亦乐乎人不知而不愠不亦君子乎": {4: "any", 8: "？", 14: "any", 18: "？", 24: "any", 29: "？"},
+    "孟子见梁惠王王曰叟不远千里而来亦将有以利吾国乎": {6: "。", 23: "？"},
+    "太史公曰余登箕山其上盖有许由冢云": {15: "。"},
+}
+BARE = {
+    "学而时习之不亦说乎有朋自远方来不亦乐乎人不知而不愠不亦君子乎": [0, 1, 2, 3, 9, 10, 11, 12, 13, 20, 21, 22, 26, 27, 28],
+    "孟子见梁惠王王曰叟不远千里而来亦将有以利吾国乎": [0, 1, 2, 3, 4, 9, 10, 11, 12, 18, 19, 20, 21, 22],
+    "太史公曰余登箕山其上盖有许由冢云": [0, 1, 2, 6, 10, 11, 12, 13, 14],
+}
+
+
+def post(server, route: str, body) -> httpx.Response:
+    return httpx.post(server.url + route, json=body, timeout=120)
+
+
+def shipped_packages() -> list[str]:
+    return sorted(p.name for p in SHIPPED.iterdir() if (p / "tagsmith.json").is_file()) if SHIPPED.is_dir() else []
+
+
+def test_the_classical_chinese_package_is_shipped():
+    assert "punctuation" in shipped_packages(), f"no punctuation package in {SHIPPED}"
+
+
+@pytest.mark.parametrize("task", shipped_packages())
+def test_shipped_package_verifies_is_small_and_has_a_card(task):
+    from serving.runtime import load_package, verify_package
+
+    package = SHIPPED / task
+    manifest = verify_package(package)  # sha256 of every file
+    size = sum(f.stat().st_size for f in package.iterdir() if f.is_file()) / 2**20
+    assert size <= MAX_PACKAGE_MB, f"{package}: {size:.1f} MB"
+    assert manifest["published"] == "int8" and load_package(package).variant == "int8"
+    card = (package / "README.md").read_text(encoding="utf-8")
+    assert "CCLUE" in card and "make ship-punctuation" in card
+
+
+def test_shipped_punctuation_gets_well_known_passages_right():
+    from serving.runtime import BoundaryRuntime, load_package
+
+    runtime = load_package(SHIPPED / "punctuation")
+    results = runtime.predict(list(PASSAGES))
+    for result in results:
+        for index, mark in PASSAGES[result.text].items():
+            got = result.labels[index]
+            assert got != "O" and (mark == "any" or got == mark), (result.output, index, mark)
+        for index in BARE[result.text]:
+            assert result.labels[index] == "O", (result.output, index)
+    # /segment from the same model: a sentence ends exactly where a mark was put
+    segmented = BoundaryRuntime(runtime).predict(list(PASSAGES))
+    for tagged, marks in zip(segmented, results):
+        ends = [label in ("E", "S") for label in tagged.labels]
+        assert ends[:-1] == [label != "O" for label in marks.labels][:-1]
+        assert all(0.5 <= c <= 1.0 for c in tagged.confidence)
+
+
+@pytest.mark.slow
+def test_a_fresh_server_answers_from_the_shipped_packages(tmp_path):
+    """`tagsmith serve` with an empty models folder: /punctuate and /segment answer from serving/shipped/."""
+    server = start_server(tmp_path / "no-models", tmp_path / "server.log", TAGSMITH_SHIPPED="1", TAGSMITH_THREADS="1")
+    try:
+        text = next(iter(PASSAGES))
+        punctuated = post(server, "/punctuate", {"texts": text})
+        assert punctuated.status_code == 200
+        answer = punctuated.json()["results"][0]
+        assert answer["punctuated"].replace("，", "").replace("？", "").replace("。", "").replace("：", "") \
+            .replace("；", "").replace("！", "").replace("、", "") == text
+        assert answer["punctuated"].endswith("？")
+        segmented = post(server, "/segment", {"texts": text})
+        assert segmented.status_code == 200 and len(segmented.json()["results"][0]["sentences"]) >= 3
+        info = httpx.get(server.url + "/info", timeout=30).json()
+        assert info["models"]["punctuation"]["package"].endswith("serving/shipped/punctuation")
+        assert "punctuation package" in info["models"]["segmentation"]["derived_from"]
+        demo = httpx.get(server.url + "/demo/", timeout=30)
+        assert demo.status_code == 200
+    finally:
+        server.stop()
+    assert json.loads((SHIPPED / "punctuation" / "tagsmith.json").read_text(encoding="utf-8"))["task"] == "punctuation"
