@@ -110,7 +110,7 @@ def score(predictor, task_name: str, records: list[dict]) -> tuple[dict, float]:
     return out, sum(len(r["text"]) for r in records) / max(seconds, 1e-9)
 
 
-def score_run(name: str, max_cclue: int) -> list[dict]:
+def score_run(name: str, max_cclue: int, most: int = 0) -> list[dict]:
     from tagsmith.compact import load_tagging_splits
     from training.datasets import eval_indices
     from tagsmith.config import load_config
@@ -126,6 +126,10 @@ def score_run(name: str, max_cclue: int) -> list[dict]:
     rows = []
     checkpoints = sorted((p for p in (run_dir / "checkpoints").glob("checkpoint-*") if (p / ".complete").is_file()
                           or (p / "model.safetensors").is_file()), key=lambda p: int(p.name.split("-")[1]))
+    checkpoints = [c for c in checkpoints if int(c.name.split("-")[1]) in at]
+    if most and len(checkpoints) > most:  # evenly spaced, the last one always
+        keep = {round(i * (len(checkpoints) - 1) / (most - 1)) for i in range(most)} if most > 1 else {len(checkpoints) - 1}
+        checkpoints = [c for i, c in enumerate(checkpoints) if i in keep]
     with tempfile.TemporaryDirectory() as scratch:
         for checkpoint in checkpoints:
             step = int(checkpoint.name.split("-")[1])
@@ -177,11 +181,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", default=["punctuation-cpu"])
     parser.add_argument("--max-cclue", type=int, default=0, help="score only the first N CCLUE texts (0 = all)")
+    parser.add_argument("--checkpoints", type=int, default=0, help="at most N evenly spaced checkpoints a run (0 = all)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/scaling.json")
     args = parser.parse_args()
     if not CCLUE.is_file():
         sys.exit(f"{CCLUE} is absent: this benchmark needs the CCLUE dev file beside the repo (../shared/data)")
-    rows = [row for name in args.runs for row in score_run(name, args.max_cclue)]
+    rows = [row for name in args.runs for row in score_run(name, args.max_cclue, args.checkpoints)]
     table = Table(title="CCLUE dev prose (out of sample) against training compute; scores in %")
     for column in ("run", "model", "step", "minutes", "chars seen", "train chars/s", "punctuation F1",
                    "segmentation F1", "infer chars/s"):
