@@ -71,7 +71,8 @@ def parent_minutes(run_dir: Path) -> tuple[float, int]:
         return 0.0, 0
     results = json.loads((parent / "results.json").read_text(encoding="utf-8"))
     minutes, chars = parent_minutes(parent)
-    return minutes + results["train_seconds"] / 60, chars + int(results.get("characters_seen", 0))
+    seen = results.get("characters_seen") or results["global_step"] * log_times(parent)[2]  # older runs: from the log
+    return minutes + results["train_seconds"] / 60, chars + int(seen)
 
 
 def checkpoint_predictor(run_dir: Path, checkpoint: Path, validation: list[dict], scratch: Path):
@@ -150,7 +151,9 @@ def score_run(name: str, max_cclue: int, most: int = 0) -> list[dict]:
 def size_of(config) -> str:
     s = config.model.scratch
     head = config.model.head
-    label = f"{s.num_hidden_layers}x{s.hidden_size}" if not config.model.name_or_path else "pretrained"
+    source = config.model.name_or_path or ""
+    label = (f"{s.num_hidden_layers}x{s.hidden_size}" if not source else
+             f"continues {Path(source).parent.name}" if source.endswith("best") else "pretrained")
     return label + (f" +CNN{head.cnn_filters}" if head.type == "cnn" else "")
 
 
