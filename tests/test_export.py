@@ -339,8 +339,8 @@ def test_int8_that_disagrees_falls_back_to_fp32_first_layer_ffn(tagger, tmp_path
 
     real_quantize = onnx_models.quantize_int8
 
-    def damaged_when_whole(src, dst, per_channel=True, reduce_range=False, keep_fp32=()):
-        settings = real_quantize(src, dst, per_channel, reduce_range, keep_fp32)
+    def damaged_when_whole(src, dst, per_channel=True, reduce_range=False, keep_fp32=(), **options):
+        settings = real_quantize(src, dst, per_channel, reduce_range, keep_fp32, **options)
         if not keep_fp32:
             damage_classifier_bias(dst)
         return settings

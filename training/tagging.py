@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -160,8 +159,8 @@ def load_splits(config: ExperimentConfig, task) -> tuple[dict[str, TaggingCorpus
 
 
 def train_windows_dataset(config: ExperimentConfig, corpus: TaggingCorpus, indices: np.ndarray, tokenizer, label_index):
-    """Compact training windows; a tokenizer that splits some character into several tokens (or none) gets the
-    list form of encode_windows instead (same features, more memory)."""
+    """Compact training windows; a tokenizer that splits some character into several tokens gets the list form of
+    encode_windows instead (same features, more memory)."""
     try:
         return CompactWindows(corpus, indices, tokenizer, config.max_length, config.window_overlap)
     except CharIdsUnavailable as error:
