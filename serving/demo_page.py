@@ -35,8 +35,13 @@ CSS = ".tagsmith-note {font-size: 0.9em; opacity: 0.85}"
 
 def manifest_note(task: str, root: Path) -> str:
     """One line on the model behind a tab: its origin, its score and, loudly, demo-grade data."""
+    from serving.packages import package_dirs
+
+    folders = package_dirs(root)
+    if task == "segmentation" and task not in folders and "punctuation" in folders:
+        return "Answered by the punctuation model: a sentence ends wherever it puts a mark."
     try:
-        manifest = json.loads((root / task / "tagsmith.json").read_text(encoding="utf-8"))
+        manifest = json.loads((folders.get(task, root / task) / "tagsmith.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return f"No {task} model package in `{root / task}`."
     source = manifest.get("source", {})
