@@ -25,7 +25,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from tagsmith.records import DataValidationError, Problem
+from tagsmith.records import DataValidationError, Problem, decode_lines
 
 NO_FIELD = ""  # kind / collection of a record that has none
 
@@ -118,15 +118,10 @@ class _Builder:
 
 
 def _lines(path: Path, problems: list[Problem]) -> Iterator[tuple[int, str]]:
+    """Non-blank lines of a file, read one at a time (a BOM on the first is dropped)."""
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                problems.append(Problem(str(path), number, f"invalid UTF-8 at byte {error.start} of the line"))
-                continue
+        raw = (line[3:] if n == 0 and line.startswith(b"\xef\xbb\xbf") else line for n, line in enumerate(handle))
+        for number, line in decode_lines(path, raw, problems):
             if line.strip():
                 yield number, line
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,13 @@ class RecordFile:
     problems: list[Problem]
 
 
-def _decode_lines(path: Path, data: bytes, problems: list[Problem]) -> list[tuple[int, str]]:
-    lines = []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+def decode_lines(path: Path, raw_lines: Iterable[bytes], problems: list[Problem]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line that is valid UTF-8; each invalid one becomes a problem naming it."""
+    for number, raw in enumerate(raw_lines, start=1):
         try:
-            lines.append((number, raw.decode("utf-8")))
+            yield number, raw.decode("utf-8")
         except UnicodeDecodeError as error:
             problems.append(Problem(str(path), number, f"invalid UTF-8 at byte {error.start} of the line"))
-    return lines
 
 
 def read_record_file(path: str | Path) -> RecordFile:
@@ -59,7 +58,7 @@ def read_record_file(path: str | Path) -> RecordFile:
     data = path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    lines = _decode_lines(path, data, problems)
+    lines = list(decode_lines(path, data.split(b"\n"), problems))
     records, numbers = [], []
     if path.suffix == ".txt":
         for number, line in lines:

@@ -28,16 +28,10 @@ def split_by_document(
         if document_key not in record:
             raise ValueError(f"record {number} has no {document_key!r} field to split by")
         documents[str(record[document_key])].append(record)
-    order = sorted(documents)
-    random.Random(seed).shuffle(order)
-    total = sum(len(r["text"]) for r in records) or 1
-    bounds = (fractions[0] * total, (fractions[0] + fractions[1]) * total)
+    sizes = {doc: sum(len(r["text"]) for r in members) for doc, members in documents.items()}
     splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
-    seen = 0
-    for doc in order:
-        name = "train" if seen < bounds[0] else "validation" if seen < bounds[1] else "test"
+    for doc, name in assign_documents(sizes, fractions, seed).items():
         splits[name].extend(documents[doc])
-        seen += sum(len(r["text"]) for r in documents[doc])
     removed = _remove_cross_split_duplicates(splits)
     report = {
         "seed": seed,
@@ -48,6 +42,19 @@ def split_by_document(
         "duplicates_removed": removed,
     }
     return splits, report
+
+
+def assign_documents(sizes: dict[str, int], fractions: Sequence[float], seed: int) -> dict[str, str]:
+    """Document -> split: documents shuffled with the seed, cut by character count (``sizes``), in shuffled order."""
+    order = sorted(sizes)
+    random.Random(seed).shuffle(order)
+    total = sum(sizes.values()) or 1
+    bounds = (fractions[0] * total, (fractions[0] + fractions[1]) * total)
+    assigned, seen = {}, 0
+    for doc in order:
+        assigned[doc] = "train" if seen < bounds[0] else "validation" if seen < bounds[1] else "test"
+        seen += sizes[doc]
+    return assigned
 
 
 def _remove_cross_split_duplicates(splits: dict[str, list[dict]]) -> dict[str, int]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import tarfile
 from collections import Counter
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from pathlib import Path
 from tagsmith.convert import ConversionReport, record_from_parsed, to_script
 from tagsmith.marks import normalise_mark
 from tagsmith.records import JsonlWriter
+from tagsmith.split import assign_documents
 from tagsmith.tasks import parse_punctuated
 
 RECIPE = "classical-modern"
@@ -147,19 +147,6 @@ def read_paragraphs(path: Path, root: Path, skipped: Counter) -> list[Paragraph]
     return paragraphs
 
 
-def assign_splits(sizes: dict[str, int], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
-    """Document -> split: documents shuffled with the seed, cut by character count (as split_by_document)."""
-    order = sorted(sizes)
-    random.Random(seed).shuffle(order)
-    total = sum(sizes.values()) or 1
-    bounds = (fractions[0] * total, (fractions[0] + fractions[1]) * total)
-    assigned, seen = {}, 0
-    for doc in order:
-        assigned[doc] = "train" if seen < bounds[0] else "validation" if seen < bounds[1] else "test"
-        seen += sizes[doc]
-    return assigned
-
-
 def build_classical_modern(out_dir: str | Path, local: str | Path | None, cache_dir: str | Path = ".cache",
                            script: str = "simplified", seed: int = 42,
                            fractions: tuple[float, float, float] = (0.98, 0.01, 0.01),
@@ -186,7 +173,7 @@ def build_classical_modern(out_dir: str | Path, local: str | Path | None, cache_
         paragraphs = read_paragraphs(path, root, skipped)
         if paragraphs:
             by_doc.setdefault(paragraphs[0].doc, []).extend(paragraphs)
-    split_of = assign_splits({d: sum(len(p.text) for p in ps) for d, ps in by_doc.items()}, fractions, seed)
+    split_of = assign_documents({d: sum(len(p.text) for p in ps) for d, ps in by_doc.items()}, fractions, seed)
     reports = {name: ConversionReport() for name in TASKS}
     seen: set[bytes] = set()
     counts = {split: Counter() for split in SPLITS}
