@@ -303,6 +303,167 @@ def bench(
     console.print(f"wrote {', '.join(result['files'])}", highlight=False, soft_wrap=True)
 
 
+# --- whole files: punctuate / segment a book, a corpus, or one shard of it (torch-free) -----------------------
+
+
+def _bulk(task: str, source: str, out: Optional[Path], package: Optional[Path], fmt: str, output_format: str,
+          existing: str, flag_below: Optional[float], flag_style: str, separator: str, sentence_lines: bool,
+          shard: Optional[str], merge: Optional[int], batch_size: int, threads: Optional[int], chunk_chars: int,
+          overwrite: bool, quiet: bool) -> None:
+    import tempfile
+    import time
+
+    from tqdm import tqdm
+
+    from serving import bulk
+    from serving.packages import runtime_threads
+
+    def say(line: str) -> None:
+        if not quiet:
+            console.print(line, highlight=False, soft_wrap=True)
+
+    try:
+        settings = bulk.Settings(task, output_format, existing, flag_below, flag_style, separator, sentence_lines,
+                                 chunk_chars, batch_size)
+        if merge is not None:
+            if out is None or shard is not None:
+                raise bulk.UsageError("--merge N needs --out (the shards' output folder) and no --shard")
+            if merge < 1:
+                raise bulk.UsageError(f"--merge {merge}: expected the number of shards (>= 1)")
+            summary = bulk.merge(Path(source), out, merge, settings, fmt)
+            say(f"[green]all {merge} shard(s) complete[/]; " + (f"merged into {summary['out']}" if "paragraphs" in summary
+                                                               else f"{summary['files']} files in {summary['out']}"))
+            print(json.dumps(summary, ensure_ascii=False))
+            return
+        if source == "-":
+            if shard is not None:
+                raise bulk.UsageError("--shard needs a file or folder, not stdin")
+            spool = tempfile.NamedTemporaryFile(prefix="tagsmith-stdin-", suffix=".jsonl" if fmt == "jsonl" else ".txt",
+                                                delete=False)
+            spool.write(sys.stdin.buffer.read())
+            spool.close()
+            inputs = Path(spool.name)
+        else:
+            inputs = Path(source)
+            if not inputs.exists():
+                raise bulk.UsageError(f"{inputs}: no such file or folder")
+        parsed_shard = bulk.parse_shard(shard) if shard is not None else None
+        jobs = bulk.plan(inputs, out, settings, fmt, parsed_shard)
+        runtime, described = bulk.load_runtime(task, package, threads if threads is not None else runtime_threads(),
+                                               batch_size)
+    except (bulk.BulkError, ValueError) as error:
+        _fail_one_line(str(error), getattr(error, "exit_code", 2))
+    say(f"{bulk.COMMANDS[task]}: {sum(j.end - j.first for j in jobs)} paragraph(s) in {len(jobs)} file(s) with "
+        f"{described['path']} ({runtime.variant}" + (", any mark ends a sentence)" if described["derived"] else ")"))
+    total = sum(job.characters for job in jobs)
+    bar = tqdm(total=total, unit="char", unit_scale=True, desc=bulk.COMMANDS[task], disable=quiet, file=sys.stderr,
+               dynamic_ncols=True, smoothing=0.1)
+    runner = bulk.Runner(runtime, settings, described, overwrite=overwrite, progress=bar,
+                         say=lambda line: bar.write(line, file=sys.stderr) if not quiet else None)
+    outcomes, started = [], time.perf_counter()
+    try:
+        with runner.stop:
+            for job in jobs:
+                outcomes.append(runner.run(job))
+    except bulk.Stopped as stopped:
+        bar.close()
+        _fail_one_line(str(stopped), bulk.EXIT_RESUMABLE)
+    except bulk.BulkError as error:
+        bar.close()
+        _fail_one_line(str(error), error.exit_code)
+    finally:
+        if source == "-":
+            inputs.unlink(missing_ok=True)
+    bar.close()
+    seconds = time.perf_counter() - started
+    chars = sum(o.characters for o in outcomes)
+    if parsed_shard is not None:
+        bulk.write_shard_summary(out, parsed_shard, outcomes, described)
+    skipped = sum(o.already_complete for o in outcomes)
+    written = ", ".join(str(o.out) for o in outcomes[:3] if o.out) + (" ..." if len(outcomes) > 3 else "")
+    say(f"{chars} characters in {seconds:.1f} s ({chars / seconds if seconds else 0:,.0f} chars/s)"
+        + (f"; {skipped} output(s) were already complete" if skipped else "") + (f" -> {written}" if written else ""))
+
+
+_BULK_HELP = {
+    "source": "A text file (one paragraph a line), a JSONL file (a 'text' field a line), a folder of *.txt / "
+              "*.jsonl files, or - for stdin.",
+    "out": "Output file (default: stdout), or folder (for a folder, --shard or --merge). Resumable: run the same "
+           "command again after a stop.",
+    "package": "Model package (default: the shipped one).",
+    "format": "Input format: auto (by extension: .jsonl is JSONL), text, jsonl.",
+    "output_format": "text (the input, marked up) or jsonl (one object a paragraph: output, and every mark with its confidence).",
+    "existing": "strip: drop whitespace and existing marks, then mark afresh; keep: keep every character, add marks only where none is.",
+    "flag_below": "Flag the marks whose confidence is below this (e.g. 0.6) in text output, for a reader to check first.",
+    "flag_style": "How a flagged mark looks: bracket [，], markdown ==，==, html <mark>.",
+    "shard": "Do shard K of N (K from 0): a block of paragraphs of one file, or a set of files of a folder.",
+    "merge": "Check that all N shards are complete (each paragraph or file done once) and join them in order.",
+    "batch_size": "Windows per ONNX Runtime call.",
+    "threads": "ONNX Runtime threads (default: TAGSMITH_THREADS, else one per core).",
+    "chunk_chars": "Characters per chunk: the model's batches are formed within a chunk; progress is saved after each. "
+                   "A resumed run, the shards and their merge need the same value.",
+    "overwrite": "Start over, replacing the output (and its progress record).",
+    "quiet": "No progress bar or messages on stderr.",
+}
+
+
+@app.command()
+def punctuate(
+    source: str = typer.Argument(..., help=_BULK_HELP["source"]),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help=_BULK_HELP["out"]),
+    package: Optional[Path] = typer.Option(None, "--package", "-p", help=_BULK_HELP["package"]),
+    fmt: str = typer.Option("auto", "--format", help=_BULK_HELP["format"]),
+    output_format: str = typer.Option("text", "--output-format", help=_BULK_HELP["output_format"]),
+    existing: str = typer.Option("strip", help=_BULK_HELP["existing"]),
+    flag_below: Optional[float] = typer.Option(None, help=_BULK_HELP["flag_below"]),
+    flag_style: str = typer.Option("bracket", help=_BULK_HELP["flag_style"]),
+    shard: Optional[str] = typer.Option(None, help=_BULK_HELP["shard"]),
+    merge: Optional[int] = typer.Option(None, help=_BULK_HELP["merge"]),
+    batch_size: int = typer.Option(32, help=_BULK_HELP["batch_size"]),
+    threads: Optional[int] = typer.Option(None, help=_BULK_HELP["threads"]),
+    chunk_chars: int = typer.Option(32768, help=_BULK_HELP["chunk_chars"]),
+    overwrite: bool = typer.Option(False, help=_BULK_HELP["overwrite"]),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=_BULK_HELP["quiet"]),
+):
+    """Punctuate whole files with a model package (no PyTorch): ，。：、；？！ after the characters the model marks.
+
+    Exit status: 0 done, 1 bad input, 2 usage error, 75 stopped by a signal (run again to resume).
+    """
+    _bulk("punctuation", source, out, package, fmt, output_format, existing, flag_below, flag_style, " | ", False,
+          shard, merge, batch_size, threads, chunk_chars, overwrite, quiet)
+
+
+@app.command()
+def segment(
+    source: str = typer.Argument(..., help=_BULK_HELP["source"]),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help=_BULK_HELP["out"]),
+    package: Optional[Path] = typer.Option(None, "--package", "-p", help=_BULK_HELP["package"] + " A punctuation "
+                                           "package segments too: any mark ends a sentence."),
+    fmt: str = typer.Option("auto", "--format", help=_BULK_HELP["format"]),
+    output_format: str = typer.Option("text", "--output-format", help=_BULK_HELP["output_format"]),
+    separator: str = typer.Option(" | ", help="Text output: what goes between two sentences of a paragraph."),
+    sentence_lines: bool = typer.Option(False, "--lines", help="Text output: one sentence a line, and an empty "
+                                        "line after each paragraph."),
+    existing: str = typer.Option("strip", help=_BULK_HELP["existing"]),
+    flag_below: Optional[float] = typer.Option(None, help="Flag sentence ends whose confidence is below this with a "
+                                               "'?' in the flag style."),
+    flag_style: str = typer.Option("bracket", help=_BULK_HELP["flag_style"]),
+    shard: Optional[str] = typer.Option(None, help=_BULK_HELP["shard"]),
+    merge: Optional[int] = typer.Option(None, help=_BULK_HELP["merge"]),
+    batch_size: int = typer.Option(32, help=_BULK_HELP["batch_size"]),
+    threads: Optional[int] = typer.Option(None, help=_BULK_HELP["threads"]),
+    chunk_chars: int = typer.Option(32768, help=_BULK_HELP["chunk_chars"]),
+    overwrite: bool = typer.Option(False, help=_BULK_HELP["overwrite"]),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=_BULK_HELP["quiet"]),
+):
+    """Split whole files into sentences (断句) with a model package (no PyTorch).
+
+    Exit status: 0 done, 1 bad input, 2 usage error, 75 stopped by a signal (run again to resume).
+    """
+    _bulk("segmentation", source, out, package, fmt, output_format, existing, flag_below, flag_style, separator,
+          sentence_lines, shard, merge, batch_size, threads, chunk_chars, overwrite, quiet)
+
+
 # --- serving: the HTTP API and the demo page (bentoml serve; nothing here imports a model stack) -------------
 
 

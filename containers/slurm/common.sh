@@ -67,6 +67,14 @@ run_dir_for() {
     echo "$RUNS_DIR/${name%.*}"
 }
 
+# The output folder of a punctuate / segment array: PUNCTUATE_OUT, else RUNS_DIR/<input name>-<task>.
+punctuate_out_dir() {
+    if [[ -n ${PUNCTUATE_OUT:-} ]]; then echo "$PUNCTUATE_OUT"; return; fi
+    local name
+    name=$(basename "${PUNCTUATE_INPUT%/}")
+    echo "$RUNS_DIR/${name%.*}-$PUNCTUATE_TASK"
+}
+
 # SET_ARGS: OVERRIDES="a.b=1 c=2" as --set a.b=1 --set c=2 (values cannot contain spaces).
 set_override_args() {
     local kv pairs
