@@ -244,5 +244,61 @@ def server(serving_models, tmp_path_factory):
     _SESSION["server"].stop()
 
 
+# --- books for tagsmith punctuate / segment ---------------------------------------------------------------------
+
+
+def book(path: Path, characters: int, seed: int = 0) -> Path:
+    """A made-up book of the tiny models' characters: paragraphs of 1 to 600 characters with marks, quotes,
+    spaces, Latin letters and empty lines, at least ``characters`` characters in all."""
+    from serving.bulk import is_content
+
+    chars = sorted({c for line in VERSE for c in line if is_content(c)})
+    rng, lines, total = random.Random(seed), [], 0
+    while total < characters:
+        if rng.random() < 0.03:
+            lines.append("")
+            continue
+        parts = []
+        for _ in range(rng.randint(1, 600)):
+            parts.append(rng.choice(chars))
+            roll = rng.random()
+            if roll < 0.15:
+                parts.append(rng.choice("，。：、；？！,."))
+            elif roll < 0.17:
+                parts.append(rng.choice(["「", "」", " ", "《", "》", "AB", "3"]))
+        lines.append("".join(parts))
+        total += len(lines[-1])
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def without_marks(text: str) -> str:
+    """The text without whitespace and punctuation marks: what punctuating must leave unchanged."""
+    from tagsmith import marks
+
+    return "".join(c for c in text if not (marks.is_space(c) or marks.normalise_mark(c)))
+
+
+#: the chunk size every test of a million-character book uses (a resume and the shards need the one of the run)
+BOOK_CHUNK_CHARS = 20000
+
+
+@pytest.fixture(scope="session")
+def million_book(serving_models, tmp_path_factory):
+    """A >= 1M-character book and its uninterrupted punctuation by the tiny package (one thread): the reference
+    for the bulk CLI tests and the SLURM array test."""
+    if "million_book" not in _SESSION:
+        folder = tmp_path_factory.mktemp("book")
+        source = book(folder / "book.txt", 1_000_000)
+        out = folder / "book.punctuated.txt"
+        package = serving_models / "punctuation"
+        done = subprocess.run([sys.executable, "-m", "tagsmith.cli", "punctuate", str(source), "-o", str(out), "--package",
+                               str(package), "--chunk-chars", str(BOOK_CHUNK_CHARS), "--quiet"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600, env=quiet_env(TAGSMITH_THREADS="1"))
+        assert done.returncode == 0, done.stderr[-3000:]
+        _SESSION["million_book"] = (source, out, package)
+    return _SESSION["million_book"]
+
+
 def manifest(models: Path, task: str) -> dict:
     return json.loads((models / task / "tagsmith.json").read_text(encoding="utf-8"))

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from serving_fixtures import BOOK_CHUNK_CHARS, million_book, serving_models  # noqa: F401
 from tagsmith.convert import punctuated_to_record
 from tagsmith.records import write_jsonl
 
@@ -328,3 +329,54 @@ def test_multi_process_job_with_torchrun(slurm_cluster, workspace):
     out = workspace.job_log(job_id)
     assert "1 node(s) x 2 process(es)" in out, out
     assert workspace.results(config)["global_step"] == 20
+
+
+@pytest.mark.slow
+def test_punctuate_array_with_a_killed_task_rerun_merges_like_one_process(slurm_cluster, workspace, million_book):
+    """jobs submit punctuate: 3 array tasks over a 1M-character book; task 1 is killed mid-way, so the merge
+    step (afterany) fails naming it; rerunning task 1 alone resumes its output, and the merge then joins the
+    shards into exactly what one uninterrupted process wrote."""
+    source, reference, package = million_book
+    out = workspace.folder / "punctuated"
+    env = workspace.env(PUNCTUATE_INPUT=str(source), PUNCTUATE_SHARDS="3", PUNCTUATE_OUT=str(out),
+                        PUNCTUATE_PACKAGE=str(package), PUNCTUATE_ARGS=f"--chunk-chars {BOOK_CHUNK_CHARS}",
+                        TQDM_MININTERVAL="0.5")
+    submitted = jobs("submit", "punctuate", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    array_id, merge_id = submitted.stdout.split()
+    SUBMITTED.extend([array_id, merge_id])
+    record = out / "parts" / "book.txt.part-00001-of-00003.tagsmith.json"
+
+    def task_1_progress() -> int:
+        try:
+            return json.loads(record.read_text())["done"]["paragraphs"]
+        except (FileNotFoundError, json.JSONDecodeError):
+            return 0
+
+    wait_for(lambda: task_1_progress() >= 1, 180, "array task 1 to write its first chunk", interval=0.05)
+    # SIGKILL to task 1's CLI process: a crash or an out-of-memory kill, no chance to tidy up or to requeue
+    # (scancel sends TERM first, which the job takes as preemption: it saves, requeues itself and resumes)
+    import psutil
+
+    shard_1 = [p for p in psutil.process_iter(["cmdline"])
+               if "--shard" in (p.info["cmdline"] or []) and "1/3" in p.info["cmdline"] and str(out) in p.info["cmdline"]]
+    assert len(shard_1) == 1, shard_1
+    shard_1[0].kill()
+    wait_for(lambda: job_info(merge_id).get("JobState") in ("COMPLETED", "FAILED"), 240, "the first merge to end")
+    assert job_info(merge_id)["JobState"] == "FAILED", workspace.job_log(merge_id)
+    first_merge = workspace.job_log(merge_id) + "".join(p.read_text() for p in workspace.logs.glob(f"slurm_{merge_id}.err"))
+    assert "1 of 3 shards are not done" in first_merge and "shard 1 (paragraphs" in first_merge, first_merge
+    stopped_at = task_1_progress()
+    assert 0 < stopped_at, "task 1 had written a chunk before it was cancelled"
+
+    rerun = jobs("submit", "punctuate", "--array=1", env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    rerun_id, merge_id = rerun.stdout.split()
+    SUBMITTED.extend([rerun_id, merge_id])
+    wait_for(lambda: job_info(merge_id).get("JobState") in ("COMPLETED", "FAILED"), 240, "the second merge to end")
+    assert job_info(merge_id)["JobState"] == "COMPLETED", failure_details(workspace, merge_id)
+    rerun_log = "".join(p.read_text() for p in workspace.logs.glob(f"slurm_{rerun_id}_1.err"))
+    assert "resuming after paragraph" in rerun_log, rerun_log[-2000:]
+    assert (out / "book.txt").read_bytes() == reference.read_bytes()
+    assert sorted(p.name for p in (out / "shards").glob("*.json")) == [
+        "00000-of-00003.json", "00001-of-00003.json", "00002-of-00003.json"]
