@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export BENTOML_DO_NOT_TRACK ?= True
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: install demo demo-pipeline ship-punctuation bench-scaling bench-shipped bench-data-scale test test-fast bench bench-tagging bench-cclue-limits bench-domain bench-export bench-serving bench-distributed lint clean
+.PHONY: install demo demo-pipeline ship-punctuation bench-scaling bench-shipped bench-data-scale bench-whole-book test test-fast bench bench-tagging bench-cclue-limits bench-domain bench-export bench-serving bench-distributed lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ bench-scaling: $(STAMP)
 
 bench-shipped: $(STAMP)
 	$(BIN)/python bench/shipped.py
+
+# a 1M-character held-out book: tagsmith punctuate (int8, all cores and one) vs PyTorch; SLURM=1 adds the
+# array's shard scaling on the local SLURM (containers/local-slurm/up.sh first)
+bench-whole-book: $(STAMP)
+	$(BIN)/python bench/whole_book.py $(if $(SLURM),--slurm)
 
 bench-data-scale: $(STAMP)
 	$(BIN)/python bench/data_scale.py --lists

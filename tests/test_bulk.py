@@ -8,7 +8,6 @@ a million characters) and once on the shipped package.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
