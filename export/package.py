@@ -68,6 +68,8 @@ def base_manifest(checkpoint: Checkpoint, tokenizer, special_tokens: dict, param
     elif checkpoint.kind == "classification":
         manifest.update(threshold=info.get("threshold"), positive_label=info.get("positive_label"),
                         problem_type=config.get("problem_type") or "single_label_classification")
+        if info.get("operating_points"):  # thresholds tuned on validation that a request may pick by name
+            manifest.update(operating_points=info["operating_points"], threshold_objective=info.get("threshold_objective"))
         if info.get("main_metric"):
             manifest["main_metric"] = info["main_metric"]
     elif checkpoint.kind == "mlm":

@@ -48,8 +48,11 @@ class Toxicity(BaseModel):
     label: str | list[str] = Field(description="the label at the model's tuned threshold (multi-label: every label at "
                                                "or above its threshold)", json_schema_extra=one_of)
     probability: float = Field(description="binary: probability of the positive label; otherwise of 'label'")
-    threshold: float | list[float] | None = Field(description="the tuned decision threshold the label was taken at",
+    threshold: float | list[float] | None = Field(description="the decision threshold the label was taken at",
                                                  json_schema_extra=one_of)
+    operating_point: str | None = Field(None, description="which threshold: a named operating point of the model "
+                                                          "(e.g. macro_f1, f1, recall_0.9), 'request' for one the "
+                                                          "request gave, or null for a model without operating points")
     positive_label: str | None = None
     probabilities: dict[str, float]
 
@@ -113,13 +116,39 @@ def punctuated(raw: dict) -> dict:
     return {"text": text, "punctuated": "".join(out), "marks": marks}
 
 
-def toxicity(raw: dict, threshold: Any, positive: str | None) -> dict:
+def toxicity(raw: dict, threshold: Any, positive: str | None, point: str | None = None,
+             chosen: float | None = None) -> dict:
+    """``chosen``: a threshold this request asked for (by value or by operating point ``point``), applied to the
+    probability here; else the label the runtime took at the model's own ``threshold``."""
     probabilities = raw["probabilities"]
     binary = positive is not None and not isinstance(raw["label"], list) and len(probabilities) == 2
     probability = probabilities[positive] if binary else raw["score"]
-    return {"text": raw["text"], "label": raw["label"], "probability": probability,
+    label = raw["label"]
+    if binary and chosen is not None:
+        other = next(name for name in probabilities if name != positive)
+        label, threshold = (positive if probability >= chosen else other), chosen
+    return {"text": raw["text"], "label": label, "probability": probability,
             "threshold": threshold if threshold is not None else (0.5 if binary else None),
-            "positive_label": positive if binary else None, "probabilities": probabilities}
+            "operating_point": point, "positive_label": positive if binary else None, "probabilities": probabilities}
+
+
+def choose_threshold(info: dict, threshold: float | None, operating_point: str | None) -> tuple[str | None, float | None]:
+    """(operating point name, threshold to apply or None for the model's own) for a /toxicity request; ValueError
+    with the reason for a request the model cannot honour."""
+    points = info.get("operating_points") or {}
+    default = info.get("threshold_objective") if info.get("threshold_objective") in points else None
+    if threshold is None and operating_point is None:
+        return default, None
+    if info.get("positive_label") is None:
+        raise ValueError("threshold and operating_point need a binary model; this one is not")
+    if threshold is not None and operating_point is not None:
+        raise ValueError("give a threshold or an operating_point, not both")
+    if threshold is not None:
+        return "request", float(threshold)
+    if operating_point not in points:
+        known = ", ".join(points) or "none (the package records no operating points)"
+        raise ValueError(f"unknown operating_point {operating_point!r}; this model has: {known}")
+    return operating_point, float(points[operating_point]["threshold"])
 
 
 def filled_mask(text: str, masks: list[list[dict]], mask_token: str, top_k: int) -> dict:

@@ -139,6 +139,8 @@ def model_info(entry: Served) -> dict:
     elif runtime.kind == "classification":
         info["threshold"] = runtime.threshold
         info["positive_label"] = runtime.positive
+        info["operating_points"] = manifest.get("operating_points") or {}
+        info["threshold_objective"] = manifest.get("threshold_objective")
     else:
         info["mask_token"] = runtime.mask_token
     return info

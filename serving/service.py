@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from serving import bentoml_fixes
 
@@ -83,7 +83,8 @@ class TagsmithService:
         for batcher in self.batchers.values():
             batcher.shutdown()
 
-    async def answer(self, task: str, texts: Any, top_k: int = 5) -> dict:
+    async def answer(self, task: str, texts: Any, top_k: int = 5, threshold: float | None = None,
+                     operating_point: str | None = None) -> dict:
         """The answer for ``task``, the same for the API and the demo page; InputError for what cannot be answered."""
         texts = check_texts(texts, LIMITS)
         entry = self.status.get(task)
@@ -94,13 +95,18 @@ class TagsmithService:
             raise InputError(f"the {task} model cannot be served: {entry['problem']}", status=503)
         if task == "mlm":
             return await self.fill_masks(texts, check_top_k(top_k, LIMITS), entry["mask_token"])
+        if task == "toxicity":
+            try:
+                point, chosen = answers.choose_threshold(entry, threshold, operating_point)
+            except ValueError as error:
+                raise InputError(str(error)) from None
         raw = await self.batchers[task](texts)
         if task == "segmentation":
             results = [answers.segmented(r) for r in raw]
         elif task == "punctuation":
             results = [answers.punctuated(r) for r in raw]
         else:
-            results = [answers.toxicity(r, entry["threshold"], entry["positive_label"]) for r in raw]
+            results = [answers.toxicity(r, entry["threshold"], entry["positive_label"], point, chosen) for r in raw]
         return {"task": task, "results": results}
 
     async def fill_masks(self, texts: list[str], top_k: int, mask_token: str) -> dict:
@@ -137,9 +143,17 @@ class TagsmithService:
         return await self.respond("punctuation", texts)
 
     @bentoml.api(route="/toxicity")
-    async def toxicity(self, texts: Texts = texts_field("you are a lovely person")) -> answers.ToxicityResponse:
-        """Toxicity: the probability, and the label at the model's tuned threshold."""
-        return await self.respond("toxicity", texts)
+    async def toxicity(
+        self,
+        texts: Texts = texts_field("you are a lovely person"),
+        threshold: Optional[float] = Field(None, ge=0.0, le=1.0, description="decide at this probability instead of "
+                                           "the model's tuned threshold"),
+        operating_point: Optional[str] = Field(None, max_length=64, description="decide at one of the model's named "
+                                               "operating points (GET /info lists them: macro_f1, f1, recall_0.9)"),
+    ) -> answers.ToxicityResponse:
+        """Toxicity: the probability, and the label at the model's tuned threshold (or at a threshold or named
+        operating point the request picks; the answer says which)."""
+        return await self.respond("toxicity", texts, threshold=threshold, operating_point=operating_point)
 
     @bentoml.api(route="/fill_mask")
     async def fill_mask(

