@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export BENTOML_DO_NOT_TRACK ?= True
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: install demo demo-pipeline ship-punctuation bench-scaling bench-shipped bench-data-scale bench-whole-book test test-fast bench bench-tagging bench-cclue-limits bench-domain bench-export bench-serving bench-distributed lint clean
+.PHONY: install demo demo-pipeline ship-punctuation ship-toxicity toxicity-packages bench-scaling bench-shipped bench-data-scale bench-whole-book test test-fast bench bench-tagging bench-cclue-limits bench-domain bench-export bench-serving bench-distributed lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,34 @@ ship-punctuation: $(STAMP)
 	$(BIN)/tagsmith train --config training/configs/punctuation-cpu.yaml --set trainer.save_total_limit=null
 	$(BIN)/tagsmith train --config training/configs/punctuation-cpu-2h.yaml --set trainer.save_total_limit=null
 	$(BIN)/tagsmith export runs/punctuation-cpu-2h/best --int8-only --out serving/shipped/punctuation
+
+# Reproduce the shipped toxicity package (OLID=path/to/olid, the folder with olid-training-v1.0.tsv): MiniLM-L6
+# fine-tuned on OLID (toxicity-cpu), then its 3-layer student distilled from it (toxicity-student-l3 with
+# distill.teacher=runs/toxicity-cpu), both exported; the card says which one ships and why. ~40 min on 2 CPU cores.
+ship-toxicity: $(STAMP)
+	@test -n "$(OLID)" || { echo "set OLID=path/to/olid (the folder with olid-training-v1.0.tsv)"; exit 2; }
+	$(BIN)/tagsmith data fetch olid --local "$(OLID)"
+	$(BIN)/tagsmith train --config training/configs/toxicity-cpu.yaml
+	$(BIN)/tagsmith train --config training/configs/toxicity-student-l3.yaml --set distill.teacher=runs/toxicity-cpu
+	$(BIN)/tagsmith export runs/toxicity-cpu/best --int8-only --out models/toxicity-cpu
+	$(BIN)/tagsmith export runs/toxicity-student-l3/best --int8-only --out models/toxicity-student-l3
+	$(BIN)/python bench/toxicity.py --packages "minilm=models/toxicity-cpu" "student-l3=models/toxicity-student-l3"
+	@echo "copy the package to ship to serving/shipped/toxicity (the one the card names), then: pytest tests/test_shipped_models.py"
+
+# The toxicity models of the headline table (bench/toxicity.py): the teacher (all-mpnet-base-v2 from PyPI, the
+# `teacher` extra), MiniLM without distillation, and the distilled students, each exported to models/<run>;
+# OLID=path/to/olid (a folder with olid-training-v1.0.tsv). Several hours on 2 CPU cores, minutes on a GPU.
+toxicity-packages: $(STAMP)
+	@test -n "$(OLID)" || { echo "set OLID=path/to/olid (the folder with olid-training-v1.0.tsv)"; exit 2; }
+	$(PIP) install -e ".[teacher]"
+	$(BIN)/tagsmith data fetch olid --local "$(OLID)"
+	$(BIN)/tagsmith train --config training/configs/toxicity-teacher.yaml
+	$(BIN)/tagsmith train --config training/configs/toxicity-cpu.yaml
+	$(BIN)/tagsmith train --config training/configs/toxicity-student.yaml
+	$(BIN)/tagsmith train --config training/configs/toxicity-student-l3.yaml
+	for run in toxicity-teacher toxicity-cpu toxicity-student toxicity-student-l3; do \
+		$(BIN)/tagsmith export runs/$$run/best --int8-only --out models/$$run || exit 1; done
+	$(BIN)/python bench/toxicity.py
 
 test: $(STAMP)
 	$(BIN)/pytest -q

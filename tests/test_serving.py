@@ -240,6 +240,27 @@ def test_toxicity_probability_and_tuned_threshold(server, serving_models):
         assert sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-4)
         # probabilities are rounded to 6 decimals in the answer, the decision is taken before rounding
         assert (result["probability"] >= threshold - 1e-6) == (result["label"] == "toxic")
+        assert result["operating_point"] == "f1"  # toxicity-tiny tunes for the toxic class's F1
+
+
+@pytest.mark.slow
+def test_toxicity_operating_points_per_request(server, serving_models):
+    from serving_fixtures import manifest
+
+    points = manifest(serving_models, "toxicity")["operating_points"]
+    assert set(points) == {"macro_f1", "f1", "recall_0.9"} and all(0 <= p["threshold"] <= 1 for p in points.values())
+    assert httpx.get(server.url + "/info", timeout=60).json()["models"]["toxicity"]["operating_points"] == points
+    text = {"texts": ["you are the game today"]}
+    chosen = post(server, "/toxicity", {**text, "operating_point": "recall_0.9"}).json()["results"][0]
+    assert chosen["operating_point"] == "recall_0.9" and chosen["threshold"] == pytest.approx(points["recall_0.9"]["threshold"])
+    for cut, label in ((0.0, "toxic"), (1.0, "non-toxic")):  # every text is toxic at 0, none at 1 (p < 1)
+        given = post(server, "/toxicity", {**text, "threshold": cut}).json()["results"][0]
+        assert given["label"] == label and given["operating_point"] == "request" and given["threshold"] == cut
+    for body, status, message in (({**text, "operating_point": "best"}, 400, "unknown operating_point 'best'"),
+                                  ({**text, "threshold": 0.5, "operating_point": "f1"}, 400, "not both"),
+                                  ({**text, "threshold": 1.5}, 400, "threshold")):
+        response = post(server, "/toxicity", body)
+        assert response.status_code == status and message in response.text, response.text
 
 
 @pytest.mark.slow
