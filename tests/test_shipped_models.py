@@ -15,7 +15,14 @@ from conftest import ROOT
 from serving_fixtures import start_server
 
 SHIPPED = ROOT / "serving" / "shipped"
-MAX_PACKAGE_MB = 20
+#: the size each shipped package must stay under, and what its model card must name: data and reproduce command
+MAX_PACKAGE_MB = {"punctuation": 20, "toxicity": 30}
+CARD_NAMES = {"punctuation": ("CCLUE", "make ship-punctuation"), "toxicity": ("OLID", "Zampieri", "make ship-toxicity")}
+#: plainly offensive and plainly friendly texts the shipped toxicity model must put on the right side of its threshold
+OFFENSIVE = ["shut up you stupid idiot", "you are a worthless piece of trash", "go to hell you disgusting moron",
+             "what a pathetic loser you are"]
+FRIENDLY = ["thank you so much, have a lovely day", "congratulations on the new job!", "I really enjoyed the game tonight",
+            "this is a helpful and kind community"]
 
 #: passage -> {character index after which a mark must follow: that mark, or "any"}
 PASSAGES = {
@@ -54,10 +61,24 @@ def test_shipped_package_verifies_is_small_and_has_a_card(task):
     package = SHIPPED / task
     manifest = verify_package(package)  # sha256 of every file
     size = sum(f.stat().st_size for f in package.iterdir() if f.is_file()) / 2**20
-    assert size <= MAX_PACKAGE_MB, f"{package}: {size:.1f} MB"
+    assert size <= MAX_PACKAGE_MB[task], f"{package}: {size:.1f} MB"
     assert manifest["published"] == "int8" and load_package(package).variant == "int8"
     card = (package / "README.md").read_text(encoding="utf-8")
-    assert "CCLUE" in card and "make ship-punctuation" in card
+    assert all(name in card for name in CARD_NAMES[task]), CARD_NAMES[task]
+
+
+def test_the_shipped_toxicity_model_is_real_and_decides_plain_cases():
+    """Trained on OLID (not the demo seed set), with operating points; plain cases on the right side."""
+    from serving.runtime import load_package
+
+    assert "toxicity" in shipped_packages(), f"no toxicity package in {SHIPPED}"
+    runtime = load_package(SHIPPED / "toxicity")
+    manifest = runtime.manifest
+    assert manifest["data_grade"] == "real" and set(manifest["operating_points"]) == {"macro_f1", "f1", "recall_0.9"}
+    assert manifest["source"]["metrics"]["test"]["macro_f1"] >= 0.75
+    results = runtime.predict(OFFENSIVE + FRIENDLY)
+    assert [r.label for r in results] == ["toxic"] * len(OFFENSIVE) + ["non-toxic"] * len(FRIENDLY), \
+        [(r.text, r.probabilities) for r in results]
 
 
 def test_shipped_punctuation_gets_well_known_passages_right():
@@ -100,6 +121,9 @@ def test_a_fresh_server_answers_from_the_shipped_packages(tmp_path):
         assert "punctuation package" in info["models"]["segmentation"]["derived_from"]
         demo = httpx.get(server.url + "/demo/", timeout=30)
         assert demo.status_code == 200
+        toxic = post(server, "/toxicity", {"texts": "shut up you stupid idiot"}).json()["results"][0]
+        assert toxic["label"] == "toxic" and toxic["operating_point"] == "macro_f1", toxic
+        assert info["models"]["toxicity"]["package"].endswith("serving/shipped/toxicity")
     finally:
         server.stop()
     assert json.loads((SHIPPED / "punctuation" / "tagsmith.json").read_text(encoding="utf-8"))["task"] == "punctuation"
