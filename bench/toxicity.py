@@ -68,8 +68,9 @@ def main() -> None:
         result = run_benchmark(package, args.data, backends, threads=args.threads, record=False,
                                out=RESULTS / "toxicity" / package.name, say=lambda line: None)
         auc = roc_auc(package, args.data)
-        for row in result["rows"]:
-            if row.get("skipped"):
+        for row in result["backends"]:
+            if row.get("skipped") or row.get("error"):
+                Console(stderr=True).print(f"{name} {row['backend']}: {row.get('skipped') or row.get('error')}")
                 continue
             rows.append({"model": name, "backend": row["backend"], "package": str(package),
                          "parameters": result["parameters"], "size_mb": round(row["size_bytes"] / 2**20, 1),
