@@ -56,7 +56,7 @@ ship-toxicity: $(STAMP)
 	@test -n "$(OLID)" || { echo "set OLID=path/to/olid (the folder with olid-training-v1.0.tsv)"; exit 2; }
 	$(BIN)/tagsmith data fetch olid --local "$(OLID)"
 	$(BIN)/tagsmith train --config training/configs/toxicity-cpu.yaml
-	$(BIN)/tagsmith train --config training/configs/toxicity-student-l3.yaml --set distill.teacher=runs/toxicity-cpu
+	$(BIN)/tagsmith train --config training/configs/toxicity-student-l3.yaml --set distill.teacher=runs/toxicity-cpu --set options.max_minutes=15
 	$(BIN)/tagsmith export runs/toxicity-cpu/best --int8-only --out models/toxicity-cpu
 	$(BIN)/tagsmith export runs/toxicity-student-l3/best --int8-only --min-agreement 0.995 --out models/toxicity-student-l3
 	$(BIN)/python bench/toxicity.py --packages "minilm=models/toxicity-cpu" "student-l3=models/toxicity-student-l3"
