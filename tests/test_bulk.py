@@ -202,20 +202,22 @@ def _start(source: Path, out: Path, package: Path, *extra) -> subprocess.Popen:
                             env=quiet_env(TAGSMITH_THREADS="1"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _wait_for_progress(process: subprocess.Popen, out: Path, at_least: int = 1) -> None:
+def _running(source: Path, out: Path, package: Path, chunks: int = 1) -> subprocess.Popen:
+    """``tagsmith punctuate`` started in the background, once its record shows ``chunks`` chunks done."""
+    process = _start(source, out, package)
     deadline = time.monotonic() + 300
-    while _progress(out) < at_least:
+    while _progress(out) < chunks:
         assert process.poll() is None, process.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, "no progress after 300 s"
         time.sleep(0.05)
+    return process
 
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_output(book300k, tmp_path):
     source, reference, package = book300k
     out = tmp_path / "book.txt"
-    process = _start(source, out, package)
-    _wait_for_progress(process, out, 3)
+    process = _running(source, out, package, chunks=3)
     process.kill()  # SIGKILL: no chance to tidy up, maybe in the middle of a chunk
     process.wait()
     done = _progress(out)
@@ -234,8 +236,7 @@ def test_a_killed_run_resumes_to_the_same_output(book300k, tmp_path):
 def test_sigterm_stops_after_a_chunk_with_exit_75_then_resumes(book300k, tmp_path):
     source, reference, package = book300k
     out = tmp_path / "book.txt"
-    process = _start(source, out, package)
-    _wait_for_progress(process, out, 1)
+    process = _running(source, out, package)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 75, err.decode()[-2000:]
@@ -251,8 +252,7 @@ def test_sigterm_stops_after_a_chunk_with_exit_75_then_resumes(book300k, tmp_pat
 def test_a_modified_partial_output_is_refused_not_overwritten(book300k, tmp_path):
     source, _, package = book300k
     out = tmp_path / "book.txt"
-    process = _start(source, out, package)
-    _wait_for_progress(process, out, 1)
+    process = _running(source, out, package)
     process.kill()
     process.wait()
     with open(out, "r+b") as handle:

@@ -53,13 +53,21 @@ def data_overrides(files):
             "--set", f"data.test={files['test']}"]
 
 
-@pytest.mark.slow
-def test_toxicity_trains_tunes_threshold_and_predicts(tmp_path):
-    files = toxicity_files(tmp_path)
+@pytest.fixture(scope="module")
+def tiny_toxicity(tmp_path_factory):
+    """(data files, run dir) of toxicity-tiny trained for 120 steps on generated sentences: tested here, and the
+    teacher of the distillation test."""
+    folder = tmp_path_factory.mktemp("toxicity")
+    files = toxicity_files(folder)
     run("train", "--config", ROOT / "training/configs/toxicity-tiny.yaml", *data_overrides(files),
-        "--set", f"output_dir={tmp_path}/runs", "--set", "trainer.max_steps=120", "--set", "trainer.eval_steps=40",
+        "--set", f"output_dir={folder}/runs", "--set", "trainer.max_steps=120", "--set", "trainer.eval_steps=40",
         "--set", "max_length=16")
-    run_dir = tmp_path / "runs/toxicity-tiny"
+    return files, folder / "runs/toxicity-tiny"
+
+
+@pytest.mark.slow
+def test_toxicity_trains_tunes_threshold_and_predicts(tiny_toxicity):
+    _, run_dir = tiny_toxicity
     results = json.loads((run_dir / "results.json").read_text())
     # one word decides the label: a working pipeline separates the classes almost perfectly
     assert results["test"]["macro_f1"] > 0.9, results["test"]
@@ -284,14 +292,12 @@ def test_distillation_loss_is_the_kl_to_the_teacher_plus_the_weighted_label_loss
 
 
 @pytest.mark.slow
-def test_a_student_of_fewer_layers_learns_from_a_cached_teacher(tmp_path, monkeypatch):
+def test_a_student_of_fewer_layers_learns_from_a_cached_teacher(tiny_toxicity, tmp_path, monkeypatch):
     """distill.teacher + model.keep_layers: a 1-layer student initialised from a 2-layer teacher, taught by its
     probabilities (computed once, cached in the run dir) and the labels."""
-    files = toxicity_files(tmp_path)
+    files, teacher = tiny_toxicity
     common = ["--config", ROOT / "training/configs/toxicity-tiny.yaml", *data_overrides(files),
               "--set", "trainer.max_steps=120", "--set", "trainer.eval_steps=40", "--set", "max_length=16"]
-    run("train", *common, "--set", f"output_dir={tmp_path}/teacher")
-    teacher = tmp_path / "teacher/toxicity-tiny"
     run("train", *common, "--set", f"output_dir={tmp_path}/student", "--set", f"model.name_or_path={teacher}/best",
         "--set", "model.keep_layers=1", "--set", f"distill.teacher={teacher}", "--set", "distill.temperature=2",
         "--set", "distill.alpha=0.7", "--set", "trainer.learning_rate=3e-4")
