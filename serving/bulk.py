@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from tagsmith import marks
+from tagsmith.hashing import sha256_digest, sha256_file
 
 #: exit status of a run stopped by a signal after its last chunk was saved: "run me again to resume"
 EXIT_RESUMABLE = 75
@@ -452,18 +453,6 @@ def _write_record(out: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def _hash_prefix(path: Path, size: int) -> str:
-    digest, left = hashlib.sha256(), size
-    with open(path, "rb") as handle:
-        while left > 0:
-            block = handle.read(min(left, 1 << 20))
-            if not block:
-                break
-            digest.update(block)
-            left -= len(block)
-    return digest.hexdigest()
-
-
 class SignalFlag:
     """SIGTERM, SIGINT and SIGUSR1 (SLURM's warning before the time limit) ask the run to stop after the chunk
     it is on; the previous handlers come back afterwards."""
@@ -565,8 +554,9 @@ class Runner:
         if record is not None:
             self._check_same(out, record, identity)
             done = record["done"]
-            if not out.is_file() or out.stat().st_size < done["output_bytes"] or \
-                    _hash_prefix(out, done["output_bytes"]) != done["output_sha256"]:
+            # one read of the kept output: checked against the record, then the running hash the run goes on with
+            digest = sha256_digest(out, done["output_bytes"]) if out.is_file() else None
+            if digest is None or out.stat().st_size < done["output_bytes"] or digest.hexdigest() != done["output_sha256"]:
                 raise BulkError(f"{out}: the output changed since the run stopped (its first {done['output_bytes']} "
                                 "bytes no longer match the progress record); --overwrite starts over")
             if record.get("complete"):
@@ -576,10 +566,6 @@ class Runner:
                 return Outcome(out, done["paragraphs"], 0, 0.0, done["paragraphs"], already_complete=True)
             with open(out, "r+b") as handle:
                 handle.truncate(done["output_bytes"])  # a half-written chunk after the last record
-            digest = hashlib.sha256()
-            with open(out, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
             self.say(f"{out}: resuming after paragraph {job.first + done['paragraphs']} "
                      f"({done['paragraphs']} of {job.end - job.first} done and verified)")
             self._advance(job.source.characters(job.first, job.first + done["paragraphs"]))
@@ -738,7 +724,7 @@ def merge(inputs: Path, out_dir: Path, n: int, settings: Settings, fmt: str) -> 
         missing = []
         for path, k in zip(files, owners):
             out = out_dir / path.relative_to(inputs).parent / output_name(path, settings)
-            problem = _incomplete(out, f"{k}/{n}", sha256_of(path))
+            problem = _incomplete(out, f"{k}/{n}", sha256_file(path))
             if problem:
                 missing.append(f"{path.relative_to(inputs)} (shard {k}): {problem}")
         if missing:
@@ -778,12 +764,6 @@ def merge(inputs: Path, out_dir: Path, n: int, settings: Settings, fmt: str) -> 
             "sha256": digest.hexdigest()}
 
 
-def sha256_of(path: Path) -> str:
-    from tagsmith.hashing import sha256_file
-
-    return sha256_file(path)
-
-
 def _incomplete(out: Path, shard: str, input_sha256: str, lines: list[int] | None = None) -> str | None:
     """Why ``out`` is not a complete, intact output of this shard (None when it is)."""
     try:
@@ -801,6 +781,6 @@ def _incomplete(out: Path, shard: str, input_sha256: str, lines: list[int] | Non
     done = record["done"]
     if not record.get("complete"):
         return f"stopped after {done['paragraphs']} paragraphs"
-    if not out.is_file() or out.stat().st_size != done["output_bytes"] or sha256_of(out) != done["output_sha256"]:
+    if not out.is_file() or out.stat().st_size != done["output_bytes"] or sha256_file(out) != done["output_sha256"]:
         return "the output does not match its record (modified after it was written)"
     return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 from rich.console import Console
@@ -385,45 +385,50 @@ def _bulk(task: str, source: str, out: Optional[Path], package: Optional[Path], 
         + (f"; {skipped} output(s) were already complete" if skipped else "") + (f" -> {written}" if written else ""))
 
 
-_BULK_HELP = {
-    "source": "A text file (one paragraph a line), a JSONL file (a 'text' field a line), a folder of *.txt / "
-              "*.jsonl files, or - for stdin.",
-    "out": "Output file (default: stdout), or folder (for a folder, --shard or --merge). Resumable: run the same "
-           "command again after a stop.",
-    "package": "Model package (default: the shipped one).",
-    "format": "Input format: auto (by extension: .jsonl is JSONL), text, jsonl.",
-    "output_format": "text (the input, marked up) or jsonl (one object a paragraph: output, and every mark with its confidence).",
-    "existing": "strip: drop whitespace and existing marks, then mark afresh; keep: keep every character, add marks only where none is.",
-    "flag_below": "Flag the marks whose confidence is below this (e.g. 0.6) in text output, for a reader to check first.",
-    "flag_style": "How a flagged mark looks: bracket [，], markdown ==，==, html <mark>.",
-    "shard": "Do shard K of N (K from 0): a block of paragraphs of one file, or a set of files of a folder.",
-    "merge": "Check that all N shards are complete (each paragraph or file done once) and join them in order.",
-    "batch_size": "Windows per ONNX Runtime call.",
-    "threads": "ONNX Runtime threads (default: TAGSMITH_THREADS, else one per core).",
-    "chunk_chars": "Characters per chunk: the model's batches are formed within a chunk; progress is saved after each. "
-                   "A resumed run, the shards and their merge need the same value.",
-    "overwrite": "Start over, replacing the output (and its progress record).",
-    "quiet": "No progress bar or messages on stderr.",
-}
+# The options punctuate and segment share, declared once (typer reads the Annotated metadata).
+_Source = Annotated[str, typer.Argument(help="A text file (one paragraph a line), a JSONL file (a 'text' field a "
+                                        "line), a folder of *.txt / *.jsonl files, or - for stdin.")]
+_Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file (default: stdout), or folder (for a "
+                                              "folder, --shard or --merge). Resumable: run the same command again "
+                                              "after a stop.")]
+_PACKAGE_HELP = "Model package (default: the shipped one)."
+_Format = Annotated[str, typer.Option("--format", help="Input format: auto (by extension: .jsonl is JSONL), text, jsonl.")]
+_OutputFormat = Annotated[str, typer.Option("--output-format", help="text (the input, marked up) or jsonl (one object "
+                                            "a paragraph: output, and every mark with its confidence).")]
+_Existing = Annotated[str, typer.Option(help="strip: drop whitespace and existing marks, then mark afresh; keep: keep "
+                                        "every character, add marks only where none is.")]
+_FlagStyle = Annotated[str, typer.Option(help="How a flagged mark looks: bracket [，], markdown ==，==, html <mark>.")]
+_Shard = Annotated[Optional[str], typer.Option(help="Do shard K of N (K from 0): a block of paragraphs of one file, or "
+                                               "a set of files of a folder.")]
+_Merge = Annotated[Optional[int], typer.Option(help="Check that all N shards are complete (each paragraph or file done "
+                                               "once) and join them in order.")]
+_BatchSize = Annotated[int, typer.Option(help="Windows per ONNX Runtime call.")]
+_Threads = Annotated[Optional[int], typer.Option(help="ONNX Runtime threads (default: TAGSMITH_THREADS, else one per core).")]
+_ChunkChars = Annotated[int, typer.Option(help="Characters per chunk: the model's batches are formed within a chunk; "
+                                          "progress is saved after each. A resumed run, the shards and their merge "
+                                          "need the same value.")]
+_Overwrite = Annotated[bool, typer.Option(help="Start over, replacing the output (and its progress record).")]
+_Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages on stderr.")]
 
 
 @app.command()
 def punctuate(
-    source: str = typer.Argument(..., help=_BULK_HELP["source"]),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help=_BULK_HELP["out"]),
-    package: Optional[Path] = typer.Option(None, "--package", "-p", help=_BULK_HELP["package"]),
-    fmt: str = typer.Option("auto", "--format", help=_BULK_HELP["format"]),
-    output_format: str = typer.Option("text", "--output-format", help=_BULK_HELP["output_format"]),
-    existing: str = typer.Option("strip", help=_BULK_HELP["existing"]),
-    flag_below: Optional[float] = typer.Option(None, help=_BULK_HELP["flag_below"]),
-    flag_style: str = typer.Option("bracket", help=_BULK_HELP["flag_style"]),
-    shard: Optional[str] = typer.Option(None, help=_BULK_HELP["shard"]),
-    merge: Optional[int] = typer.Option(None, help=_BULK_HELP["merge"]),
-    batch_size: int = typer.Option(32, help=_BULK_HELP["batch_size"]),
-    threads: Optional[int] = typer.Option(None, help=_BULK_HELP["threads"]),
-    chunk_chars: int = typer.Option(32768, help=_BULK_HELP["chunk_chars"]),
-    overwrite: bool = typer.Option(False, help=_BULK_HELP["overwrite"]),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=_BULK_HELP["quiet"]),
+    source: _Source,
+    out: _Out = None,
+    package: Annotated[Optional[Path], typer.Option("--package", "-p", help=_PACKAGE_HELP)] = None,
+    fmt: _Format = "auto",
+    output_format: _OutputFormat = "text",
+    existing: _Existing = "strip",
+    flag_below: Annotated[Optional[float], typer.Option(help="Flag the marks whose confidence is below this (e.g. 0.6) "
+                                                        "in text output, for a reader to check first.")] = None,
+    flag_style: _FlagStyle = "bracket",
+    shard: _Shard = None,
+    merge: _Merge = None,
+    batch_size: _BatchSize = 32,
+    threads: _Threads = None,
+    chunk_chars: _ChunkChars = 32768,
+    overwrite: _Overwrite = False,
+    quiet: _Quiet = False,
 ):
     """Punctuate whole files with a model package (no PyTorch): ，。：、；？！ after the characters the model marks.
 
@@ -435,26 +440,26 @@ def punctuate(
 
 @app.command()
 def segment(
-    source: str = typer.Argument(..., help=_BULK_HELP["source"]),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help=_BULK_HELP["out"]),
-    package: Optional[Path] = typer.Option(None, "--package", "-p", help=_BULK_HELP["package"] + " A punctuation "
-                                           "package segments too: any mark ends a sentence."),
-    fmt: str = typer.Option("auto", "--format", help=_BULK_HELP["format"]),
-    output_format: str = typer.Option("text", "--output-format", help=_BULK_HELP["output_format"]),
-    separator: str = typer.Option(" | ", help="Text output: what goes between two sentences of a paragraph."),
-    sentence_lines: bool = typer.Option(False, "--lines", help="Text output: one sentence a line, and an empty "
-                                        "line after each paragraph."),
-    existing: str = typer.Option("strip", help=_BULK_HELP["existing"]),
-    flag_below: Optional[float] = typer.Option(None, help="Flag sentence ends whose confidence is below this with a "
-                                               "'?' in the flag style."),
-    flag_style: str = typer.Option("bracket", help=_BULK_HELP["flag_style"]),
-    shard: Optional[str] = typer.Option(None, help=_BULK_HELP["shard"]),
-    merge: Optional[int] = typer.Option(None, help=_BULK_HELP["merge"]),
-    batch_size: int = typer.Option(32, help=_BULK_HELP["batch_size"]),
-    threads: Optional[int] = typer.Option(None, help=_BULK_HELP["threads"]),
-    chunk_chars: int = typer.Option(32768, help=_BULK_HELP["chunk_chars"]),
-    overwrite: bool = typer.Option(False, help=_BULK_HELP["overwrite"]),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=_BULK_HELP["quiet"]),
+    source: _Source,
+    out: _Out = None,
+    package: Annotated[Optional[Path], typer.Option("--package", "-p", help=_PACKAGE_HELP + " A punctuation package "
+                                                    "segments too: any mark ends a sentence.")] = None,
+    fmt: _Format = "auto",
+    output_format: _OutputFormat = "text",
+    separator: Annotated[str, typer.Option(help="Text output: what goes between two sentences of a paragraph.")] = " | ",
+    sentence_lines: Annotated[bool, typer.Option("--lines", help="Text output: one sentence a line, and an empty line "
+                                                 "after each paragraph.")] = False,
+    existing: _Existing = "strip",
+    flag_below: Annotated[Optional[float], typer.Option(help="Flag sentence ends whose confidence is below this with "
+                                                        "a '?' in the flag style.")] = None,
+    flag_style: _FlagStyle = "bracket",
+    shard: _Shard = None,
+    merge: _Merge = None,
+    batch_size: _BatchSize = 32,
+    threads: _Threads = None,
+    chunk_chars: _ChunkChars = 32768,
+    overwrite: _Overwrite = False,
+    quiet: _Quiet = False,
 ):
     """Split whole files into sentences (断句) with a model package (no PyTorch).
 

@@ -7,8 +7,18 @@ from pathlib import Path
 
 
 def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
+    return sha256_digest(path).hexdigest()
+
+
+def sha256_digest(path: str | Path, size: int | None = None):
+    """The running sha256 of a file's first ``size`` bytes (all of it for None), to check or to go on hashing."""
+    digest, left = hashlib.sha256(), size
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        while left is None or left > 0:
+            block = handle.read(1 << 20 if left is None else min(left, 1 << 20))
+            if not block:
+                break
             digest.update(block)
-    return digest.hexdigest()
+            if left is not None:
+                left -= len(block)
+    return digest

@@ -186,7 +186,7 @@ def test_a_million_characters_keep_every_character_and_order(million_book):
     assert added > 10_000  # the model did mark the text
     record = json.loads(out.with_name(out.name + ".tagsmith.json").read_text())
     assert record["complete"] and record["done"]["paragraphs"] == len(lines_in)
-    assert record["done"]["output_sha256"] == bulk.sha256_of(out) and record["chars_per_second"] > 0
+    assert record["done"]["output_sha256"] == bulk.sha256_file(out) and record["chars_per_second"] > 0
 
 
 def _progress(out: Path) -> int:

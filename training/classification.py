@@ -52,11 +52,11 @@ def build_model(config: ExperimentConfig, labels: list[str], tokenizer, run_dir:
         path = resolve_model_path(config.model.name_or_path)
         keep = config.model.keep_layers
         if keep:
+            layers = AutoConfig.from_pretrained(path).num_hidden_layers
+            if keep > layers:
+                raise runner.RunDirError(f"model.keep_layers {keep}: {config.model.name_or_path} has only {layers} layers")
             maps["num_hidden_layers"] = keep  # the first `keep` layers' weights load; the rest are never built
         model_config = AutoConfig.from_pretrained(path, **maps)
-        if keep and keep > AutoConfig.from_pretrained(path).num_hidden_layers:
-            raise runner.RunDirError(f"model.keep_layers {keep}: {config.model.name_or_path} has only "
-                                     f"{AutoConfig.from_pretrained(path).num_hidden_layers} layers")
         return AutoModelForSequenceClassification.from_pretrained(path, config=model_config)
     s = config.model.scratch
     model_config = BertConfig(
