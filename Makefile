@@ -5,8 +5,9 @@ PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.tagsmith-installed
-# torch first, pinned to the release this project is tested with; the project's own range (>=2.4,<2.14)
-# is then already satisfied and pip never pulls a multi-GB CUDA build in its place.
+# torch first, pinned to the release this project is tested with (the training image installs the same release,
+# apptainer.def); the project's own range (>=2.13,<2.14) is then already satisfied and pip never pulls a
+# multi-GB CUDA build in its place.
 TORCH   ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -21,9 +22,8 @@ $(PY):
 	$(PIP) install --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PIP) install "$(TORCH)"
-	# the same install script the Apptainer images run (containers/install.sh), keeping that torch
-	TAGSMITH_PYTHON=$(PY) TAGSMITH_EXTRAS=dev TAGSMITH_EDITABLE=1 bash containers/install.sh
+	# the same install script the Apptainer images run (containers/install.sh): torch first, then the rest
+	TAGSMITH_PYTHON=$(PY) TAGSMITH_TORCH="$(TORCH)" TAGSMITH_EXTRAS=dev TAGSMITH_EDITABLE=1 bash containers/install.sh
 	touch $@
 
 install: $(STAMP)

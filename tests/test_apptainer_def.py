@@ -150,13 +150,57 @@ def test_ci_installs_with_the_same_script():
     assert any(INSTALL_SCRIPT in p.read_text() for p in ci_files), [str(p) for p in ci_files]
 
 
-def test_base_image_torch_satisfies_the_train_extra():
-    image = read_header(TRAIN_DEF)["from"]
-    match = re.fullmatch(r"pytorch/pytorch:(\d+\.\d+\.\d+)-cuda[\d.]+-cudnn\d+-(runtime|devel)", image)
-    assert match, image
+def _torch_requirement() -> Requirement:
     train_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["train"]
-    torch_requirement = next(Requirement(r) for r in train_extra if Requirement(r).name == "torch")
-    assert Version(match.group(1)) in torch_requirement.specifier, (image, str(torch_requirement))
+    return next(Requirement(r) for r in train_extra if Requirement(r).name == "torch")
+
+
+def test_image_torch_is_the_release_the_suite_runs_on():
+    """train.sif installs, through install.sh, exactly the torch release `make install` (CI) pins and this suite
+    runs on; pyproject's range admits that release and no other minor release."""
+    post = section(TRAIN_DEF, "post").body
+    pinned = re.search(r"TAGSMITH_TORCH=torch==(\S+)", post)
+    assert pinned, "apptainer.def must pin its torch through TAGSMITH_TORCH=torch==X"
+    image_torch = Version(pinned.group(1))
+    makefile_pin = re.search(r"^TORCH\s*\?=\s*torch==(\S+)", (ROOT / "Makefile").read_text(), re.M)
+    assert makefile_pin and Version(makefile_pin.group(1)) == image_torch, (makefile_pin, image_torch)
+    import torch
+
+    assert Version(torch.__version__.split("+")[0]) == image_torch, (torch.__version__, image_torch)
+    requirement = _torch_requirement()
+    assert image_torch in requirement.specifier
+    for untested in (f"{image_torch.major}.{image_torch.minor + 1}.0", f"{image_torch.major}.{image_torch.minor - 1}.0"):
+        assert Version(untested) not in requirement.specifier, (untested, str(requirement))
+    assert not read_header(TRAIN_DEF)["from"].startswith("pytorch/"), "the base image's own torch would be another release"
+    assert re.search(r"torch\.__version__\.startswith\(\"" + re.escape(str(image_torch)), section(TRAIN_DEF, "test").body)
+
+
+def test_install_script_installs_the_requested_torch_first(tmp_path):
+    """TAGSMITH_TORCH is installed alone, before the project, only when the environment has no torch: a fake
+    python records the pip calls."""
+    log = tmp_path / "calls"
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!/usr/bin/env bash
+echo "$*" >> {log}
+if [[ "$1" == "-" ]]; then [[ -f {tmp_path}/installed ]] && echo 2.13.0; cat >/dev/null; exit 0; fi
+if [[ "$*" == *"install torch=="* ]]; then touch {tmp_path}/installed; fi
+exit 0
+""")
+    fake.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "TAGSMITH_PYTHON": str(fake), "TAGSMITH_TORCH": "torch==2.13.0",
+           "TAGSMITH_EXTRAS": "train,export", "TAGSMITH_SRC": str(ROOT)}
+    result = subprocess.run(["bash", str(ROOT / INSTALL_SCRIPT)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    calls = [line for line in log.read_text().splitlines() if line != "-"]
+    pip_calls = [line for line in calls if line.startswith("-m pip")]
+    assert pip_calls[0] == "-m pip install torch==2.13.0", calls
+    assert "--constraint" in pip_calls[1] and "[train,export]" in pip_calls[1], calls
+    # torch already there: never reinstalled, whatever TAGSMITH_TORCH says
+    log.unlink()
+    result = subprocess.run(["bash", str(ROOT / INSTALL_SCRIPT)], env={**env, "TAGSMITH_TORCH": "torch==9.9"},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert not any("install torch==" in line for line in log.read_text().splitlines())
 
 
 def test_environment_uses_a_bindable_cache_and_honours_offline():
