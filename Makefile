@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export BENTOML_DO_NOT_TRACK ?= True
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: install demo demo-pipeline ship-punctuation ship-toxicity toxicity-packages bench-scaling bench-shipped bench-data-scale bench-whole-book test test-fast bench bench-tagging bench-cclue-limits bench-domain bench-export bench-serving bench-distributed lint clean
+.PHONY: install demo demo-pipeline ship-punctuation ship-toxicity toxicity-packages bench-scaling bench-shipped bench-data-scale bench-whole-book test test-fast bench bench-tagging bench-cclue-limits bench-domain bench-export bench-serving bench-distributed lint clean docs-config
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -124,3 +124,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf runs models .pytest_cache
+
+# docs/config.md from the config schema in tagsmith/config.py (tests/test_config_schema.py checks it is current)
+docs-config: $(STAMP)
+	$(BIN)/python -m tagsmith.config --markdown > docs/config.md
