@@ -149,23 +149,34 @@ def data_fetch(
 
 @app.command()
 def train(
-    config: Path = typer.Option(..., "--config", "-c", help="Experiment YAML (training/configs/*.yaml)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="Experiment YAML (training/configs/*.yaml); required unless --list-keys."),
     resume: bool = typer.Option(False, help="Continue from the newest complete checkpoint in the run dir."),
     overwrite: bool = typer.Option(False, help="Delete an existing run dir of the same name first."),
     run_dir: Optional[Path] = typer.Option(None, help="Run directory (default <output_dir>/<name>)."),
     set_: List[str] = typer.Option([], "--set", help="Override a config key: --set trainer.learning_rate=3e-5"),
+    list_keys: bool = typer.Option(False, "--list-keys",
+                                   help="Print every config key (dotted path, type, default, help) and exit."),
 ):
     """Train a model from a config; exit code 75 means 'stopped by a signal after a checkpoint: resume me'."""
-    from tagsmith.config import ConfigError, load_config
+    from rich.markup import escape
+
+    from tagsmith.config import ConfigError, format_keys, load_config
     from tagsmith.records import DataValidationError
 
+    if list_keys:
+        print(format_keys())
+        return
+    if config is None:
+        fail("missing option --config FILE (or --list-keys to see every config key)")
     try:
         overrides = list(set_)
         if run_dir is not None:
-            overrides += [f"output_dir={run_dir.parent}", f"name={run_dir.name}"]
+            # quoted: a run dir named 2024 or true stays a string (the schema refuses a number for a name)
+            overrides += [f"output_dir={json.dumps(str(run_dir.parent))}", f"name={json.dumps(run_dir.name)}"]
         cfg = load_config(config, overrides)
     except ConfigError as error:
-        fail(str(error))
+        fail(escape(str(error)))  # key paths such as data.train[1] are not rich markup
     from training.model import CheckpointError
     from training.runner import RunDirError
     from training.train import train as run_training
