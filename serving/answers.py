@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tagsmith.tasks import SEGMENT_SEPARATOR, segmentation_sentences
 
@@ -89,9 +89,115 @@ class FillMaskResponse(BaseModel):
     results: list[FilledMask]
 
 
+class ErrorDetail(BaseModel):
+    loc: list[str | int] = Field(description="where: the field, and the index of a text in a list "
+                                             "(['texts', 1]), ['body'] for the body as a whole")
+    msg: str = Field(description="what is wrong there")
+
+
 class ErrorResponse(BaseModel):
-    error: str
-    detail: list[dict[str, Any]] = []
+    """Every 4xx and 5xx answer of the API: what is wrong in one sentence, and each problem with its place."""
+
+    error: str = Field(description="what is wrong and where, with the limit and its variable where one was hit")
+    detail: list[ErrorDetail] = Field([], description="one entry per problem (empty for a problem with the request "
+                                                      "as a whole)")
+
+
+# --- GET /info --------------------------------------------------------------------------------------------------
+
+
+class TrainingInfo(BaseModel):
+    run: str | None = None
+    base_model: str | None = None
+    architecture: str | None = None
+    data_sha256: dict[str, str] = Field({}, description="sha256 of each data split the model was trained and "
+                                                        "scored on")
+    git_commit: str | None = None
+
+
+class ModelInfo(BaseModel):
+    """One task's model, or why it is not served (``served`` false: ``problem``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    task: str
+    route: str
+    served: bool
+    problem: str | None = Field(None, description="why the task's package cannot be served (its endpoint answers "
+                                                  "503)")
+    package: str | None = Field(None, description="the package folder")
+    kind: str | None = Field(None, description="tagging, classification or mlm")
+    labels: list[str] = []
+    model: str | None = Field(None, description="the model variant served: int8, fp32 or fp16")
+    max_length: int | None = None
+    script: str | None = Field(None, description="the script the model reads (simplified, traditional, keep); "
+                                                 "either script is accepted and answered in the caller's own")
+    training: TrainingInfo | None = None
+    metrics: dict[str, Any] = Field({}, description="validation and test scores (fractions in [0, 1])")
+    parity: dict[str, dict[str, float]] = Field({}, description="PyTorch vs ONNX Runtime on validation")
+    data_grade: str | None = Field(None, description="real, demo (generated data) or unknown")
+    package_sha256: dict[str, str] = Field({}, description="sha256 of each package file, verified at start")
+    derived_from: str | None = None
+    decision_bias: Any = None
+    window_overlap: int | None = None
+    threshold: Any = Field(None, description="classification: the tuned decision threshold")
+    positive_label: str | None = None
+    operating_points: dict[str, dict[str, Any]] | None = Field(None, description="named thresholds a /toxicity "
+                                                                                 "request may pick")
+    threshold_objective: str | None = None
+    mask_token: str | None = None
+
+
+class LimitsInfo(BaseModel):
+    max_chars: int = Field(description="characters in one text (TAGSMITH_MAX_CHARS)")
+    max_texts: int = Field(description="texts in one request (TAGSMITH_MAX_TEXTS)")
+    max_total_chars: int = Field(description="characters in all texts of one request (TAGSMITH_MAX_TOTAL_CHARS)")
+    max_body_bytes: int = Field(description="bytes of one request body (TAGSMITH_MAX_BODY_BYTES)")
+    max_top_k: int = Field(description="largest fill_mask top_k (TAGSMITH_MAX_TOP_K)")
+
+
+class BatchingInfo(BaseModel):
+    max_batch_size: int = Field(description="texts per model run")
+    max_latency_ms: int = Field(description="longest wait for a model run before a request gets a 503")
+
+
+class InfoResponse(BaseModel):
+    """The served models, the request limits and the batching settings."""
+
+    models: dict[str, ModelInfo] = Field(description="by task")
+    tasks: dict[str, str] = Field(description="task -> route, for the tasks served here")
+    limits: LimitsInfo
+    batching: BatchingInfo
+
+
+INFO_EXAMPLE = {
+    "models": {
+        "punctuation": {
+            "task": "punctuation", "route": "/punctuate", "served": True, "package": "serving/shipped/punctuation",
+            "kind": "tagging", "labels": ["O", "，", "。", "：", "、", "；", "？", "！"], "model": "int8",
+            "max_length": 128, "script": "simplified",
+            "training": {"run": "punctuation-cpu-2h", "base_model": "runs/punctuation-cpu/best",
+                         "architecture": "EncoderCnnForTokenClassification",
+                         "data_sha256": {"train": "f2c35efc26cb2f59f493c78ef33855472e8c1aa7eb42f6b073f942ce29f78b91"},
+                         "git_commit": "54b227ca9c466ee433590be7ee1105dee92a23dd"},
+            "metrics": {"test": {"micro_f1": 0.5345, "macro_f1": 0.4496, "any_mark_f1": 0.6756}},
+            "parity": {"onnx_int8": {"metric": 0.505739, "max_abs_logit_diff": 0.124, "agreement": 0.998556}},
+            "data_grade": "real",
+            "package_sha256": {"model.int8.onnx": "36adb9509d67bc7042c5945db74c7f0082eea886084ba223d39480330b8350ec",
+                               "tokenizer.json": "98d3f2749b44225bab490439cb776af729ff1dd92de4023ecfbc34d7123b30f9"},
+            "decision_bias": -0.25, "window_overlap": 32,
+        },
+        "toxicity": {
+            "task": "toxicity", "route": "/toxicity", "served": False,
+            "problem": "models/toxicity: package does not match its manifest, refusing to load it: model.int8.onnx: "
+                       "sha256 mismatch (manifest 3f1c0a9e7b2d..., file 9a0e4c1d2b7f...)",
+        },
+    },
+    "tasks": {"punctuation": "/punctuate", "toxicity": "/toxicity"},
+    "limits": {"max_chars": 20000, "max_texts": 64, "max_total_chars": 200000, "max_body_bytes": 2097152,
+               "max_top_k": 50},
+    "batching": {"max_batch_size": 32, "max_latency_ms": 20000},
+}
 
 
 # --- raw runtime output -> answers ------------------------------------------------------------------------

@@ -3,12 +3,27 @@
 * :class:`BodyLimitMiddleware`: a body over ``max_bytes`` is refused (413) before anything buffers or parses it;
 * :class:`JSONOnlyMiddleware`: the API routes take JSON; another declared Content-Type is refused (415) instead of
   reaching BentoML's form parser (which answers a malformed multipart body with a 500);
-* :class:`JSONErrorsMiddleware`: Starlette's plain-text 404 / 405 become JSON like every other error.
+* :class:`JSONErrorsMiddleware`: Starlette's plain-text 404 / 405 become JSON like every other error;
+* :class:`DocumentMiddleware`: ``GET /docs.json`` answers the project's OpenAPI document (``serving/openapi.py``).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Callable
+
+
+def body_too_large(max_bytes: int) -> dict:
+    """The 413 body for a request body over ``max_bytes``."""
+    return {"error": f"request body too large: more than {max_bytes} bytes (TAGSMITH_MAX_BODY_BYTES)",
+            "detail": [{"loc": ["body"], "msg": "too large"}]}
+
+
+def not_json(media_type: str) -> dict:
+    """The 415 body for a POST whose Content-Type is ``media_type``."""
+    return {"error": f"unsupported Content-Type {media_type!r}: the API takes JSON "
+                     "(send Content-Type: application/json)",
+            "detail": [{"loc": ["headers", "content-type"], "msg": "not JSON"}]}
 
 
 class BodyLimitMiddleware:
@@ -55,9 +70,8 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send):
-        message = f"request body too large: more than {self.max_bytes} bytes (TAGSMITH_MAX_BODY_BYTES)"
         # close: the rest of an oversized body is never read
-        await _send_json(send, 413, {"error": message, "detail": [{"loc": ["body"], "msg": "too large"}]}, close=True)
+        await _send_json(send, 413, body_too_large(self.max_bytes), close=True)
 
 
 class JSONOnlyMiddleware:
@@ -72,10 +86,7 @@ class JSONOnlyMiddleware:
             declared = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
             media_type = declared.split(";")[0].strip().lower()
             if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-                return await _send_json(send, 415, {
-                    "error": f"unsupported Content-Type {media_type!r}: the API takes JSON "
-                             "(send Content-Type: application/json)",
-                    "detail": [{"loc": ["headers", "content-type"], "msg": "not JSON"}]})
+                return await _send_json(send, 415, not_json(media_type))
         await self.app(scope, receive, send)
 
 
@@ -109,6 +120,23 @@ class JSONErrorsMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_json_errors)
+
+
+class DocumentMiddleware:
+    """``GET path`` answers ``document()`` (built at the first request, then kept): the served OpenAPI document."""
+
+    def __init__(self, app, document: Callable[[], dict], path: str = "/docs.json"):
+        self.app = app
+        self.document = document
+        self.path = path
+        self._body: dict | None = None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == self.path and scope["method"] == "GET":
+            if self._body is None:
+                self._body = self.document()
+            return await _send_json(send, 200, self._body)
+        await self.app(scope, receive, send)
 
 
 async def _send_json(send, status: int, value: dict, close: bool = False) -> None:

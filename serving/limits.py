@@ -11,6 +11,10 @@ TAGSMITH_MAX_TOTAL_CHARS   200000     characters in all texts of one request tog
 TAGSMITH_MAX_BODY_BYTES    2097152    bytes of one request body (checked before the body is parsed)
 TAGSMITH_MAX_TOP_K         50         fill_mask: largest ``top_k``
 =========================  =========  ==================================================================
+
+The limits a JSON schema can say are also in the request model (:func:`texts_type`: ``minLength`` / ``maxLength`` of a
+text, ``minItems`` / ``maxItems`` of the list), so the OpenAPI document publishes them; a request over a limit is
+still answered by :func:`check_texts`'s message and status (:meth:`InputError.from_validation_error`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping, Union
+
+from pydantic import Field, StringConstraints, ValidationError, WrapValidator
+from pydantic_core import PydanticCustomError
+
+#: the pydantic error type that carries an InputError through request validation
+INPUT_ERROR = "tagsmith_input"
 
 ENV = {"max_chars": "TAGSMITH_MAX_CHARS", "max_texts": "TAGSMITH_MAX_TEXTS",
        "max_total_chars": "TAGSMITH_MAX_TOTAL_CHARS", "max_body_bytes": "TAGSMITH_MAX_BODY_BYTES",
@@ -64,6 +74,24 @@ class InputError(ValueError):
     def as_json(self) -> dict[str, Any]:
         return {"error": self.message, "detail": self.detail}
 
+    def as_pydantic(self) -> PydanticCustomError:
+        """This error as a pydantic validation error that keeps its status and detail (for request models)."""
+        return PydanticCustomError(INPUT_ERROR, "{message}",
+                                   {"message": self.message, "status": self.status, "detail": self.detail})
+
+    @classmethod
+    def from_validation_error(cls, error: ValidationError) -> "InputError":
+        """The answer to a request its model refused: the InputError a validator raised (same message and status
+        as :func:`check_texts` gives), else a 400 naming every field pydantic refused and why."""
+        problems = error.errors(include_url=False, include_input=False)
+        for problem in problems:
+            if problem["type"] == INPUT_ERROR:
+                ctx = problem["ctx"]
+                return cls(ctx["message"], status=ctx["status"], detail=ctx["detail"])
+        detail = [{"loc": list(p["loc"]) or ["body"], "msg": p["msg"]} for p in problems]
+        prefix = "" if len(detail) == 1 else f"{len(detail)} problems in the request; first: "
+        return cls(prefix + _located(detail[0]), detail=detail)
+
 
 def check_texts(texts: Any, limits: Limits) -> list[str]:
     """``texts`` (one string or a list of strings) as a list; InputError naming every problem otherwise."""
@@ -97,6 +125,23 @@ def check_texts(texts: Any, limits: Limits) -> list[str]:
     return texts
 
 
+def texts_type(limits: Limits) -> Any:
+    """The type of a request's ``texts``: one text or a list of 1 to ``max_texts`` texts, each of 1 to ``max_chars``
+    characters; its JSON schema publishes those limits. Validation runs :func:`check_texts` first (so the message
+    and status are the ones it gives, carried as :meth:`InputError.as_pydantic`) and yields the texts as a list."""
+    text = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_chars)]
+    texts = Annotated[list[text], Field(min_length=1, max_length=limits.max_texts)]
+
+    def checked(value: Any, handler) -> list[str]:
+        try:
+            value = check_texts(value, limits)
+        except InputError as error:
+            raise error.as_pydantic() from None
+        return handler(value)
+
+    return Annotated[Union[text, texts], WrapValidator(checked)]
+
+
 def check_top_k(top_k: Any, limits: Limits) -> int:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= limits.max_top_k:
         raise InputError(f"'top_k' must be a whole number from 1 to {limits.max_top_k}, got {json.dumps(top_k)[:40]}",
@@ -118,8 +163,9 @@ def _text_problem(text: Any, limits: Limits) -> str | None:
 
 
 def _located(problem: dict) -> str:
-    loc = problem["loc"]
-    name = "texts" if len(loc) == 1 else f"texts[{loc[1]}]"
+    """``texts[1]: msg``, ``top_k: msg``, ``body: msg`` for a problem at ``loc``."""
+    name = "".join(f"[{part}]" if isinstance(part, int) else (f".{part}" if i else str(part))
+                   for i, part in enumerate(problem["loc"]))
     return f"{name}: {problem['msg']}"
 
 

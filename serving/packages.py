@@ -3,11 +3,17 @@
 A task whose folder is absent is simply not served (its endpoint answers 404); a folder that holds a package
 which cannot be served (modified files, wrong task, unreadable model) is reported with the reason (503) while
 the other tasks keep working. Nothing here imports torch.
+
+Loading logs one line per task (logger ``serving.packages``): ``serving TASK from PATH (published int8, sha256
+verified)``, ``refused PATH: reason``, or ``not serving TASK: ...``; a folder of the models directory that is no
+task's is refused too (``tagsmith serve`` shows these on stderr: :func:`log_to_stderr`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +25,8 @@ TASKS = {
     "mlm": ("/fill_mask", "mlm"),
 }
 
+
+log = logging.getLogger(__name__)
 
 #: the packages this project ships (verified int8 models, each with a model card): served for a task whose
 #: package the models folder lacks, so a fresh machine answers without training anything
@@ -76,13 +84,35 @@ def present_tasks(root: Path) -> list[str]:
     return [task for task in TASKS if task in found or (task == "segmentation" and "punctuation" in found)]
 
 
+def not_served_message(task: str, root: Path) -> str:
+    """Why ``task``'s endpoint answers 404."""
+    return f"no {task} model is served here: {TASKS[task][0]} needs a package in {root / task} (TAGSMITH_MODELS)"
+
+
+def log_to_stderr(level: int = logging.INFO) -> None:
+    """Loading's log lines on stderr, once (the server's logging config sends only warnings of other loggers)."""
+    if not any(getattr(handler, "tagsmith_stderr", False) for handler in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.tagsmith_stderr = True
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] [tagsmith] %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+
+
 def load_all(root: Path, threads: int | None = None) -> dict[str, Served]:
-    """Every present package, loaded with its hashes checked; a bad one is kept with its problem.
+    """Every present package, loaded with its hashes checked; a bad one is kept with its problem. Logs one line
+    per task (and per folder of ``root`` that is no task's): served from where, or refused and why.
 
     Without a segmentation package, ``/segment`` is answered from the punctuation model when that one loaded:
     a sentence ends wherever it puts any mark (serving.runtime.BoundaryRuntime)."""
     from serving.runtime import BoundaryRuntime, PackageError, load_package
 
+    if root.is_dir():
+        for folder in sorted(root.iterdir()):
+            if folder.is_dir() and folder.name not in TASKS and not folder.name.startswith("."):
+                log.warning("refused %s: unknown task %r (a package goes in the folder of its task: %s)", folder,
+                            folder.name, ", ".join(TASKS))
     served = {}
     for task, path in package_dirs(root).items():
         entry = Served(task, path)
@@ -93,12 +123,20 @@ def load_all(root: Path, threads: int | None = None) -> dict[str, Served]:
                 raise PackageError(f"{entry.path} holds a {runtime.manifest.get('task')!r} model "
                                    f"({runtime.kind}); {TASKS[task][0]} needs a {task} model ({expected_kind})")
             entry.runtime = runtime
+            published = runtime.manifest.get("published") or runtime.variant
+            log.info("serving %s from %s (published %s, sha256 verified: %d files)", task, path, published,
+                     len(runtime.manifest.get("files", {})))
         except PackageError as error:
             entry.problem = str(error)
+            log.warning("refused %s: %s", path, entry.problem.removeprefix(f"{path}: "))
         served[task] = entry
     punctuation = served.get("punctuation")
     if "segmentation" not in served and punctuation is not None and punctuation.runtime is not None:
         served["segmentation"] = Served("segmentation", punctuation.path, BoundaryRuntime(punctuation.runtime))
+        log.info("serving segmentation from %s (the punctuation model: any mark ends a sentence)", punctuation.path)
+    for task in TASKS:
+        if task not in served:
+            log.info("not serving %s: no package in %s", task, root / task)
     return {task: served[task] for task in TASKS if task in served}
 
 

@@ -6,13 +6,16 @@ tasks present there are served). Each public endpoint (``/segment``, ``/punctuat
 adaptive batcher (``serving/batching.py``: BentoML's batching dispatcher, so concurrent requests share one model
 run) and shapes the answer (``serving/answers.py``). The Gradio demo, mounted at ``/demo``, answers through the
 same path. Malformed HTTP is stopped before BentoML parses it (``serving/http_guards.py``).
+
+The request models carry the limits (``serving.limits.texts_type``), and ``/docs.json`` is BentoML's OpenAPI document
+with the error answers and ``GET /info`` added (``serving/openapi.py``).
 """
 
 from __future__ import annotations
 
 import gc
 import os
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from serving import bentoml_fixes
 
@@ -30,9 +33,11 @@ with bentoml.importing():
     from serving import answers
     from serving.batching import Batcher, Overloaded
     from serving.demo_page import demo_app
-    from serving.http_guards import BodyLimitMiddleware, JSONErrorsMiddleware, JSONOnlyMiddleware
-    from serving.limits import InputError, Limits, check_texts, check_top_k
-    from serving.packages import TASKS, load_all, model_info, models_dir, present_tasks, runtime_threads
+    from serving.http_guards import BodyLimitMiddleware, DocumentMiddleware, JSONErrorsMiddleware, JSONOnlyMiddleware
+    from serving.limits import InputError, Limits, check_texts, check_top_k, texts_type
+    from serving.openapi import document
+    from serving.packages import (TASKS, load_all, log_to_stderr, model_info, models_dir, not_served_message,
+                                  present_tasks, runtime_threads)
 
 LIMITS = Limits.from_env()
 MAX_BATCH_SIZE = int(os.environ.get("TAGSMITH_MAX_BATCH_SIZE", 32))  # texts per model run
@@ -40,7 +45,7 @@ MAX_LATENCY_MS = int(os.environ.get("TAGSMITH_MAX_LATENCY_MS", 20_000))  # then 
 BATCH_SIZES = bentoml.metrics.Histogram(name="tagsmith_batch_size", documentation="texts per model run, by task",
                                         labelnames=["task"], buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 
-Texts = Union[str, list[str]]
+Texts = texts_type(LIMITS)  # one text or a list, with the limits (published in the OpenAPI document)
 TEXTS_HELP = (f"one text or a list of texts (at most {LIMITS.max_texts} texts of at most {LIMITS.max_chars} "
               f"characters each, {LIMITS.max_total_chars} in all)")
 
@@ -67,6 +72,7 @@ class TagsmithService:
     """Segmentation and punctuation of Classical Chinese, toxicity, and fill-mask, on ONNX Runtime."""
 
     def __init__(self) -> None:
+        log_to_stderr()
         self.served = load_all(models_dir(), runtime_threads())
         self.status = {task: model_info(entry) for task, entry in self.served.items()}
         limiter = anyio.CapacityLimiter(1)
@@ -84,13 +90,13 @@ class TagsmithService:
             batcher.shutdown()
 
     async def answer(self, task: str, texts: Any, top_k: int = 5, threshold: float | None = None,
-                     operating_point: str | None = None) -> dict:
-        """The answer for ``task``, the same for the API and the demo page; InputError for what cannot be answered."""
-        texts = check_texts(texts, LIMITS)
+                     operating_point: str | None = None, checked: bool = False) -> dict:
+        """The answer for ``task``, the same for the API and the demo page; InputError for what cannot be answered.
+        ``checked``: ``texts`` passed ``check_texts`` already (the API's request model runs it)."""
+        texts = texts if checked else check_texts(texts, LIMITS)
         entry = self.status.get(task)
         if entry is None:
-            raise InputError(f"no {task} model is served here: {TASKS[task][0]} needs a package in "
-                             f"{models_dir() / task} (TAGSMITH_MODELS)", status=404)
+            raise InputError(not_served_message(task, models_dir()), status=404)
         if not entry["served"]:
             raise InputError(f"the {task} model cannot be served: {entry['problem']}", status=503)
         if task == "mlm":
@@ -121,7 +127,7 @@ class TagsmithService:
     async def respond(self, task: str, texts: Any, **options: Any) -> JSONResponse:
         # the answers are built to the response models' shape already: no second validation of large outputs
         try:
-            return JSONResponse(await self.answer(task, texts, **options))
+            return JSONResponse(await self.answer(task, texts, checked=True, **options))
         except InputError as error:
             return JSONResponse(error.as_json(), status_code=error.status)
         except Overloaded as error:
@@ -165,12 +171,22 @@ class TagsmithService:
         return await self.respond("mlm", texts, top_k=top_k)
 
     @bentoml.api(route="/info")
-    async def info(self) -> dict:
-        """The served models: task, labels, training data, metrics, data grade; the request limits; batching."""
-        return self.describe()
+    async def info(self) -> answers.InfoResponse:
+        """The served models: task, labels, training data, metrics, data grade; the request limits; batching.
+        (Also ``GET /info``.)"""
+        return JSONResponse(self.describe())
 
 
-# outermost first: JSON errors for unknown routes, JSON-only API routes, then the body size
+def openapi_document() -> dict:
+    """BentoML's OpenAPI document with the error answers and ``GET /info`` (serving/openapi.py)."""
+    return document(TagsmithService.openapi_spec.asdict(), LIMITS, {task: route for task, (route, _) in TASKS.items()},
+                    {"limits": LIMITS.as_dict(), "batching": {"max_batch_size": MAX_BATCH_SIZE,
+                                                              "max_latency_ms": MAX_LATENCY_MS}},
+                    lambda task: not_served_message(task, models_dir()))
+
+
+# outermost first: the OpenAPI document, JSON errors for unknown routes, JSON-only API routes, then the body size
+TagsmithService.add_asgi_middleware(DocumentMiddleware, document=openapi_document)
 TagsmithService.add_asgi_middleware(JSONErrorsMiddleware)
 TagsmithService.add_asgi_middleware(JSONOnlyMiddleware, paths=[route for route, _ in TASKS.values()] + ["/info"])
 TagsmithService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=LIMITS.max_body_bytes)

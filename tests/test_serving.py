@@ -374,6 +374,11 @@ def test_missing_and_broken_packages_answer_404_and_503(serving_models, tmp_path
     try:
         banner = demo.log_text()
         assert f"{demo.url}/demo/" in banner and f"{demo.url}/info" in banner
+        # the service process says which package it refused and why, and what it serves
+        assert f"refused {broken}: package does not match its manifest, refusing to load it: tokenizer.json: " \
+               "sha256 mismatch" in banner, banner[-3000:]
+        assert f"serving toxicity from {models / 'toxicity'} (published " in banner
+        assert f"not serving segmentation: no package in {models / 'segmentation'}" in banner
         missing = post(demo, "/segment", {"texts": "天地玄黃"})
         assert missing.status_code == 404 and "no segmentation model is served" in missing.json()["error"]
         refused = post(demo, "/punctuate", {"texts": "天地玄黃"})
