@@ -44,7 +44,10 @@ MIN_TEXTS, MAX_TEXTS = 256, 2000
 
 def run_benchmark(package_dir: str | Path, data: Path | None = None, backends: Sequence[str] = BACKENDS,
                   texts: int | None = None, latency_texts: int = 100, batch_size: int = 32, threads: int | None = None,
-                  out: Path | None = None, record: bool = True, say: Callable[[str], None] = print) -> dict:
+                  out: Path | None = None, record: bool = True, say: Callable[[str], None] = print,
+                  progress: bool = True) -> dict:
+    """Every backend on the package's texts, one subprocess each; ``progress``: a bar (stderr) per backend and
+    phase (latency: a step per text; throughput: a step per batch)."""
     from export.checkpoint import ExportError
     from export.parity import read_records
     from serving.runtime import package_kind, verify_package
@@ -83,7 +86,7 @@ def run_benchmark(package_dir: str | Path, data: Path | None = None, backends: S
             spec = {"backend": backend, "package": str(package_dir), "records": str(records_file),
                     "batch_size": batch_size, "threads": threads, "latency_texts": latency_texts}
             say(f"{backend}: running ...")
-            rows.append(_run_worker(spec, threads))
+            rows.append(_run_worker(spec, threads, progress))
     for row in rows:
         if "skipped" in row or "error" in row:
             continue
@@ -120,15 +123,41 @@ def _skip_reason(backend: str, manifest: dict) -> str | None:
     return None
 
 
-def _run_worker(spec: dict, threads: int) -> dict:
+def _run_worker(spec: dict, threads: int, progress: bool = False) -> dict:
+    """One backend's worker; its progress events (JSON lines on stdout, see :func:`_progress`) drive the bars."""
+    from export.parity import progress_bar
+
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "OPENBLAS_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "export.benchmark", json.dumps(spec)]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=_project_root())
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"backend": spec["backend"], "error": f"worker failed (exit {done.returncode}): {tail}"}
+    command = [sys.executable, "-m", "export.benchmark", json.dumps({**spec, "progress": progress})]
+    lines, bar = [], None
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as errors:
+        worker_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env,
+                                          cwd=_project_root())
+        try:
+            for line in worker_process.stdout:
+                if line.startswith(PROGRESS):
+                    event = json.loads(line)["progress"]
+                    if "total" in event:
+                        if bar is not None:
+                            bar.close()
+                        bar = progress_bar(event["total"], f"{spec['backend']}: {event['phase']}", unit=event["unit"])
+                    elif bar is not None:
+                        bar.update(event["done"])
+                elif line.startswith("{"):
+                    lines.append(line)
+            returncode = worker_process.wait()
+        finally:
+            if bar is not None:
+                bar.close()
+            if worker_process.poll() is None:
+                worker_process.kill()
+                worker_process.wait()
+        errors.seek(0)
+        stderr = errors.read()
+    if returncode != 0 or not lines:
+        tail = (stderr.strip().splitlines() or ["no output"])[-1]
+        return {"backend": spec["backend"], "error": f"worker failed (exit {returncode}): {tail}"}
     return json.loads(lines[-1])
 
 
@@ -197,8 +226,9 @@ def _cpu_name() -> str:
 
 
 def _record(package_dir: Path, manifest: dict, result: dict, say) -> None:
-    """Keep the figures in the manifest (not a hashed file, so the package stays verifiable)."""
-    from export.package import write_manifest
+    """Keep the figures in the manifest (not a hashed file, so the package stays verifiable), and in the model card
+    where it is still the generated one."""
+    from export.package import refresh_card, write_manifest
 
     keep = ("backend", "size_bytes", "metric", "latency_ms_p50", "latency_ms_p99", "texts_per_second",
             "tokens_per_second", "peak_rss_mib", "fraction_of_matmul_peak", "skipped", "error")
@@ -208,6 +238,7 @@ def _record(package_dir: Path, manifest: dict, result: dict, say) -> None:
         "backends": [{k: row[k] for k in keep if k in row} for row in result["backends"]],
     }
     try:
+        refresh_card(package_dir, manifest)
         write_manifest(package_dir, manifest)
     except OSError as error:
         say(f"could not record the figures in {package_dir}: {error}")
@@ -290,6 +321,16 @@ def _load_backend(spec: dict, manifest: dict):
     return runtime, runtime.model_file.stat().st_size
 
 
+PROGRESS = '{"progress"'  # how a worker's progress lines start
+
+
+def _progress(spec: dict, phase: str | None = None, total: int | None = None, unit: str = "", done: int = 0) -> None:
+    """A progress event for the parent's bar, outside the timed code: a new phase (``total`` steps) or steps done."""
+    if spec.get("progress"):
+        event = {"phase": phase, "total": total, "unit": unit} if total is not None else {"done": done}
+        print(json.dumps({"progress": event}), flush=True)
+
+
 def worker(spec: dict) -> dict:
     from export.parity import make_eval
     from serving.runtime import package_kind, read_manifest
@@ -307,17 +348,23 @@ def worker(spec: dict) -> dict:
         call([item])
 
     latencies = []
-    for item in items[: spec["latency_texts"]]:
+    timed = items[: spec["latency_texts"]]
+    _progress(spec, "latency (1 text a call)", len(timed), "text")
+    for item in timed:
         start = time.perf_counter()
         call([item])
         latencies.append(time.perf_counter() - start)
+        _progress(spec, done=1)
 
     batch = spec["batch_size"]
-    outputs, start = [], time.perf_counter()
+    outputs, seconds = [], 0.0
+    _progress(spec, f"throughput (batches of {batch})", -(-len(items) // batch), "batch")
     for first in range(0, len(items), batch):
+        start = time.perf_counter()
         chunk = call(items[first:first + batch])
+        seconds += time.perf_counter() - start  # the calls alone: the progress events are not timed
         outputs.extend(chunk)
-    seconds = time.perf_counter() - start
+        _progress(spec, done=1)
     peak_rss = _maxrss_mib()  # before scoring, whose imports (scikit-learn) are not the model's
     if kind == "classification":
         outputs = np.asarray(outputs)

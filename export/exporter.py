@@ -18,7 +18,7 @@ import numpy as np
 
 from export import onnx_models, package
 from export.checkpoint import ExportError, inspect_checkpoint
-from export.parity import evaluate, find_eval_data, int8_verdict, make_eval, read_records
+from export.parity import evaluate, find_eval_data, int8_verdict, make_eval, progress_bar, read_records
 from export.reference import load_reference
 from serving.runtime import RUNTIMES, TokenIds
 
@@ -42,6 +42,7 @@ class ExportOptions:
     opset: int = onnx_models.OPSET
     threads: int | None = None
     seed: int = 0
+    progress: bool = True  # progress bars (stderr) for the parity passes and the quantisation
 
 
 def export_package(checkpoint_path: str | Path, options: ExportOptions | None = None,
@@ -56,7 +57,7 @@ def export_package(checkpoint_path: str | Path, options: ExportOptions | None = 
     out = Path(options.out) if options.out else Path("models") / checkpoint.task
     staging = package.staging_dir(out)
     try:
-        manifest = _build(checkpoint, data, records, staging, options, say)
+        manifest = _build(checkpoint, data, records, staging, options, say, out)
         package.install(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -64,27 +65,29 @@ def export_package(checkpoint_path: str | Path, options: ExportOptions | None = 
     return manifest
 
 
-def _build(checkpoint, data: Path, records: list[dict], staging: Path, options: ExportOptions, say) -> dict:
+def _build(checkpoint, data: Path, records: list[dict], staging: Path, options: ExportOptions, say,
+           out: Path | None = None) -> dict:
     started = time.time()
     reference = load_reference(checkpoint)
     tokenizer = reference.predictor.tokenizer if checkpoint.kind == "tagging" else reference.tokenizer
     special = package.write_tokenizer(tokenizer, staging)
     parameters = sum(p.numel() for p in reference.model.parameters())
     manifest = package.base_manifest(checkpoint, tokenizer, special, parameters)
-    evaluation = make_eval(checkpoint.kind, records, manifest, staging, options.seed)
+    package.write_hf_files(checkpoint, tokenizer, staging, manifest["max_length"])  # optimum opens linear heads
+    evaluation = make_eval(checkpoint.kind, records, manifest, staging, options.seed, progress=options.progress)
     metric = evaluation.metric
 
     def runtime(file: str, variant: str):
         return RUNTIMES[checkpoint.kind](staging, {**manifest, "models": {variant: file}}, variant, threads=options.threads)
 
     with onnx_models.quiet():  # transformers' tokenizer advice is not for this caller
-        torch_result = evaluate(evaluation, reference)
+        torch_result = evaluate(evaluation, reference, desc="parity: PyTorch")
     size = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in evaluation.size.items())
     say(f"PyTorch on {data} ({size}): {metric} {torch_result.metric:.4f}")
 
     fp32_file = staging / package.MODEL_FILES["fp32"]
     onnx_models.export_fp32(checkpoint, reference.model, fp32_file, options.opset)
-    fp32 = evaluate(evaluation, runtime(fp32_file.name, "fp32"), torch_result)
+    fp32 = evaluate(evaluation, runtime(fp32_file.name, "fp32"), torch_result, desc="parity: ONNX fp32")
     if fp32.max_abs_logit_diff > options.atol:
         raise ExportError(f"ONNX fp32 differs from PyTorch by up to {fp32.max_abs_logit_diff:.3g} in the logits "
                           f"(allowed {options.atol:g}); nothing was published")
@@ -133,7 +136,11 @@ def _build(checkpoint, data: Path, records: list[dict], staging: Path, options: 
         export={"created": package.created(), "git_commit": package.git_commit(), "seconds": round(time.time() - started, 1),
                 "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}},
     )
-    return package.finish_manifest(staging, manifest)
+    manifest = package.finish_manifest(staging, manifest)
+    manifest = package.write_card(staging, Path(out) if out is not None else staging, manifest)
+    if manifest["card"]["user_card_kept"]:
+        say(f"model card: kept the README.md written for this package; the generated card is {manifest['card']['file']}")
+    return manifest
 
 
 def _quantize(fp32_file, int8_file, evaluation, torch_result, runtime, options, say, made: dict | None = None):
@@ -142,30 +149,44 @@ def _quantize(fp32_file, int8_file, evaluation, torch_result, runtime, options, 
     until one agrees well enough; the best-agreeing try is kept. ``made``: the settings of a whole-graph int8 of
     ``fp32_file`` already in ``int8_file`` (written while timing the graphs), used as the first try. Returns
     (settings, result)."""
-    def attempt(keep):
+    fallbacks = onnx_models.fp32_fallbacks(fp32_file) if options.fallback else []
+    # one step per int8 graph made and checked: the whole graph, then each fp32 fallback tried
+    bar = progress_bar(1 + len(fallbacks), "int8 quantisation", options.progress, unit="graph")
+
+    def attempt(keep, what="whole graph"):
         settings = onnx_models.quantize_int8(fp32_file, int8_file, options.per_channel, options.reduce_range, keep,
                                              conv=options.quantize_conv)
-        return settings, evaluate(evaluation, runtime(int8_file.name, "int8"), torch_result)
+        checked = evaluate(evaluation, runtime(int8_file.name, "int8"), torch_result, desc=f"parity: ONNX int8 ({what})")
+        bar.update(1)
+        return settings, checked
 
-    if made is not None and int8_file.is_file():
-        settings, result = made, evaluate(evaluation, runtime(int8_file.name, "int8"), torch_result)
-    else:
-        settings, result = attempt(())
-    tried = [{"kept_fp32": "nothing", "agreement": round(result.agreement, 6), "metric": round(result.metric, 6)}]
-    best_keep = last_keep = ()
-    fallbacks = onnx_models.fp32_fallbacks(fp32_file) if options.fallback else []
-    for what, keep in fallbacks:
-        if result.agreement >= options.min_agreement:
-            break
-        say(f"ONNX int8 agrees with PyTorch on {result.agreement:.2%} (< {options.min_agreement:.0%}): "
-            f"trying the {what} in fp32")
-        candidate_settings, candidate = attempt(keep)
-        last_keep = keep
-        tried.append({"kept_fp32": what, "agreement": round(candidate.agreement, 6), "metric": round(candidate.metric, 6)})
-        if candidate.agreement > result.agreement:
-            settings, result, best_keep = candidate_settings, candidate, keep
-    if last_keep != best_keep:
-        settings, result = attempt(best_keep)  # the file on disk is the last try; write the best one again
+    try:
+        if made is not None and int8_file.is_file():
+            result = evaluate(evaluation, runtime(int8_file.name, "int8"), torch_result,
+                              desc="parity: ONNX int8 (whole graph)")
+            settings = made
+            bar.update(1)
+        else:
+            settings, result = attempt(())
+        tried = [{"kept_fp32": "nothing", "agreement": round(result.agreement, 6), "metric": round(result.metric, 6)}]
+        best_keep = last_keep = ()
+        for what, keep in fallbacks:
+            if result.agreement >= options.min_agreement:
+                break
+            say(f"ONNX int8 agrees with PyTorch on {result.agreement:.2%} (< {options.min_agreement:.0%}): "
+                f"trying the {what} in fp32")
+            candidate_settings, candidate = attempt(keep, f"{what} in fp32")
+            last_keep = keep
+            tried.append({"kept_fp32": what, "agreement": round(candidate.agreement, 6), "metric": round(candidate.metric, 6)})
+            if candidate.agreement > result.agreement:
+                settings, result, best_keep = candidate_settings, candidate, keep
+        if last_keep != best_keep:
+            bar.total += 1
+            settings, result = attempt(best_keep, "the best try, again")  # the file on disk is the last try
+        bar.total = bar.n  # the fallbacks not needed are not steps left
+        bar.refresh()
+    finally:
+        bar.close()
     return {**settings, "tried": tried}, result
 
 
@@ -178,7 +199,8 @@ def _optimize(checkpoint, staging, fp32_file, fp32, evaluation, torch_result, ru
     optimized_file = staging / "model.optimized.onnx"
     try:
         fused = onnx_models.optimize_graph(fp32_file, optimized_file, checkpoint.config)
-        optimized = evaluate(evaluation, runtime(optimized_file.name, "fp32"), torch_result)
+        optimized = evaluate(evaluation, runtime(optimized_file.name, "fp32"), torch_result,
+                             desc="parity: ONNX fp32 (fused graph)")
     except Exception as error:  # the optimizer raises assorted errors on graphs it does not understand
         optimized_file.unlink(missing_ok=True)
         return {"applied": False, "decision": f"optimizer failed: {error}"}, fp32, None
@@ -217,8 +239,13 @@ def _compare_served_speed(staging, plain_file, fused_file, runtime, options) -> 
         return (*_compare_speed(runtime(plain_file.name, "fp32"), runtime(fused_file.name, "fp32")), "fp32", [])
     quantized = [staging / f"{f.stem}.timing-int8.onnx" for f in (plain_file, fused_file)]
     try:
-        made = [onnx_models.quantize_int8(src, dst, options.per_channel, options.reduce_range, conv=options.quantize_conv)
-                for src, dst in zip((plain_file, fused_file), quantized)]
+        made = []
+        with progress_bar(2, "int8 quantisation (plain and fused graph, to time them)", options.progress,
+                          unit="graph") as bar:
+            for src, dst in zip((plain_file, fused_file), quantized):
+                made.append(onnx_models.quantize_int8(src, dst, options.per_channel, options.reduce_range,
+                                                      conv=options.quantize_conv))
+                bar.update(1)
         timings = _compare_speed(runtime(quantized[0].name, "int8"), runtime(quantized[1].name, "int8"))
     except BaseException:
         for path in quantized:
@@ -250,7 +277,7 @@ def _compare_speed(plain, fused, rounds: int = 9, batch: int = 4, budget_s: floa
 def _fp16(fp32_file, staging, evaluation, torch_result, runtime, options, models) -> dict:
     fp16_file = staging / package.MODEL_FILES["fp16"]
     onnx_models.convert_fp16(fp32_file, fp16_file)
-    result = evaluate(evaluation, runtime(fp16_file.name, "fp16"), torch_result)
+    result = evaluate(evaluation, runtime(fp16_file.name, "fp16"), torch_result, desc="parity: ONNX fp16")
     refused = int8_verdict(torch_result, result, options.max_drop)
     record = {**result.as_dict(evaluation.metric), "published": False}
     if refused:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
 from export.checkpoint import Checkpoint, ExportError
 from serving.runtime import MANIFEST, PACKAGE_FORMAT, sha256_file
+from tagsmith import card
 
 TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
@@ -44,6 +46,36 @@ def write_tokenizer(tokenizer, folder: Path) -> dict:
     if tokenizer.mask_token is not None:
         special.update(mask=tokenizer.mask_token, mask_id=tokenizer.mask_token_id)
     return special
+
+
+#: what optimum / transformers need beside the ONNX model: the HF config (id2label, label2id) and the tokenizer files
+HF_CONFIG = "config.json"
+HF_TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
+                      "sentencepiece.bpe.model", "spiece.model", "added_tokens.json")
+
+
+def write_hf_files(checkpoint: Checkpoint, tokenizer, folder: Path, max_length: int) -> list[str]:
+    """A linear-head package's ``config.json`` and tokenizer files, so that optimum opens it
+    (``ORTModelForTokenClassification.from_pretrained(package, file_name="model.int8.onnx")``) and
+    ``AutoTokenizer.from_pretrained(package)`` gives the runtime's tokens. tokenizer.json stays the one
+    :func:`write_tokenizer` wrote (the runtime's); the tokenizer's ``model_max_length`` is the package's. A CNN
+    head is no transformers architecture: nothing is written (the card says why). Returns the files written."""
+    if checkpoint.head != "linear":
+        return []
+    shutil.copyfile(checkpoint.path / HF_CONFIG, folder / HF_CONFIG)
+    written = [HF_CONFIG]
+    with tempfile.TemporaryDirectory(prefix="tagsmith-tokenizer-") as tmp:
+        tokenizer.save_pretrained(tmp)
+        for name in HF_TOKENIZER_FILES:
+            if (Path(tmp) / name).is_file():
+                shutil.copyfile(Path(tmp) / name, folder / name)
+                written.append(name)
+    settings_file = folder / "tokenizer_config.json"
+    if settings_file.is_file():
+        settings = json.loads(settings_file.read_text(encoding="utf-8"))
+        settings["model_max_length"] = max_length
+        settings_file.write_text(json.dumps(settings, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return written
 
 
 def base_manifest(checkpoint: Checkpoint, tokenizer, special_tokens: dict, parameters: int) -> dict:
@@ -80,9 +112,12 @@ def base_manifest(checkpoint: Checkpoint, tokenizer, special_tokens: dict, param
         "git_commit": info.get("git_commit"),
         "run": info.get("run"),
         "base_model": info.get("base_model"),
+        "base_model_source": info.get("base_model_source"),
+        "base_model_revision": info.get("base_model_revision"),
         "architecture": (config.get("architectures") or [None])[0],
         "model_type": config.get("model_type"),
         "data_sha256": info.get("data_sha256", {}),
+        "data_files": info.get("data_files", {}),
         "metrics": info.get("metrics", {}),
     }
     # "demo" when trained on the built-in seed set: the API and the demo page say so
@@ -96,12 +131,46 @@ def _config_labels(config: dict) -> list[str]:
 
 
 def finish_manifest(folder: Path, manifest: dict) -> dict:
-    """Add the sha256 of every file in the package and write tagsmith.json."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
+    """Add the sha256 of every file in the package (the model card aside: documentation a user may edit) and
+    write tagsmith.json."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST and p.name not in card.CARD_FILES)
     manifest["files"] = {p.name: sha256_file(p) for p in files}
     manifest["sizes"] = {p.name: p.stat().st_size for p in files}
     write_manifest(folder, manifest)
     return manifest
+
+
+def write_card(staging: Path, out: Path, manifest: dict) -> dict:
+    """The package's model card (README.md) from its manifest, recorded in the manifest as ``card``. A card the
+    user wrote in the package being replaced (``out``) is carried over and kept; the generated one then goes to
+    README.tagsmith.md beside it (tagsmith.card.place_card)."""
+    previous = None
+    if Path(out).resolve() != Path(staging).resolve() and (out / card.CARD_FILE).is_file():
+        try:
+            previous = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("card")
+        except (OSError, ValueError):
+            previous = None
+        shutil.copyfile(out / card.CARD_FILE, staging / card.CARD_FILE)
+    manifest["card"] = card.place_card(staging, card.package_card(manifest), previous)
+    write_manifest(staging, manifest)
+    return manifest
+
+
+def refresh_card(folder: Path, manifest: dict) -> None:
+    """Write the card again after the manifest changed (``tagsmith bench`` figures), where the card is still the
+    generated one, unedited; a user's card is left alone."""
+    record = manifest.get("card")
+    if not record or not (folder / record.get("file", card.CARD_FILE)).is_file():
+        return
+    target = folder / record["file"]
+    try:
+        unchanged = card.sha256_text(target.read_text(encoding="utf-8")) == record.get("sha256")
+    except (OSError, UnicodeDecodeError):
+        return
+    if unchanged:
+        text = card.package_card(manifest)
+        target.write_text(text, encoding="utf-8")
+        manifest["card"] = {**record, "sha256": card.sha256_text(text)}
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:

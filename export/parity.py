@@ -10,6 +10,7 @@ logit difference and the fraction of predictions that agree; ``int8_verdict`` is
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,8 +82,8 @@ class TaggingEval:
         self.task = get_task(manifest["task"])
         self.metric = self.task.main_metric
 
-    def outputs(self, predictor) -> list[np.ndarray]:
-        return predictor.char_logits(self.texts)
+    def outputs(self, predictor, bar=None) -> list[np.ndarray]:
+        return in_chunks(predictor.char_logits, self.texts, bar)
 
     def predictions(self, outputs) -> list[list[str]]:
         return [decode(logits, self.labels, self.bias_ids, self.bias) for logits in outputs]
@@ -123,8 +124,8 @@ class ClassificationEval:
                 p, self.gold, self.labels, self.threshold if binary else None, self.positive if binary else None)
         self.metric = manifest.get("main_metric") or ("micro_f1" if self.multi_label else _task_metric(manifest["task"]))
 
-    def outputs(self, predictor) -> np.ndarray:
-        return np.asarray(predictor.logits(self.texts), dtype=np.float32)
+    def outputs(self, predictor, bar=None) -> np.ndarray:
+        return np.concatenate([np.asarray(p, dtype=np.float32) for p in in_chunks(predictor.logits, self.texts, bar, join=False)])
 
     def probabilities(self, outputs) -> np.ndarray:
         return sigmoid(outputs) if self.multi_label else softmax(outputs)
@@ -189,8 +190,8 @@ class MaskedLMEval:
             raise ExportError("mlm evaluation data: no text has a token to mask")
         self.gold = np.concatenate(gold)
 
-    def outputs(self, predictor) -> list[np.ndarray]:
-        return predictor.mask_logits(self.ids)
+    def outputs(self, predictor, bar=None) -> list[np.ndarray]:
+        return in_chunks(predictor.mask_logits, self.ids, bar)
 
     def flat_predictions(self, outputs) -> np.ndarray:
         return np.concatenate([np.asarray(o).argmax(-1) for o in outputs])
@@ -207,12 +208,43 @@ class MaskedLMEval:
         return {"texts": len(self.ids), "masked_tokens": int(len(self.gold))}
 
 
-def make_eval(kind: str, records: list[dict], manifest: dict, package_dir: Path, seed: int = 0):
+def make_eval(kind: str, records: list[dict], manifest: dict, package_dir: Path, seed: int = 0, progress: bool = False):
+    """The evaluation set of the kind; ``progress``: :func:`evaluate` shows a progress bar (stderr) per pass."""
     if kind == "tagging":
-        return TaggingEval(records, manifest)
-    if kind == "classification":
-        return ClassificationEval(records, manifest)
-    return MaskedLMEval(records, manifest, package_dir / manifest["tokenizer"], seed=seed)
+        evaluation = TaggingEval(records, manifest)
+    elif kind == "classification":
+        evaluation = ClassificationEval(records, manifest)
+    else:
+        evaluation = MaskedLMEval(records, manifest, package_dir / manifest["tokenizer"], seed=seed)
+    evaluation.progress = progress
+    return evaluation
+
+
+# --- progress -----------------------------------------------------------------------------------------------
+
+#: texts per call of a predictor in a parity pass (a multiple of the runtimes' batch of 32): a step of the progress
+#: bar. A set of up to this many texts goes in one call, as before there were bars.
+CHUNK = 128
+
+
+def progress_bar(total: int | None, desc: str, enabled: bool = True, unit: str = "text"):
+    """A tqdm bar on stderr (tqdm.auto: a widget in notebooks); a no-op when not ``enabled``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.5)
+
+
+def in_chunks(call, items: list, bar=None, join: bool = True) -> list:
+    """``call(items)`` in chunks of :data:`CHUNK`, advancing ``bar`` by each chunk's items. ``join``: the chunks'
+    results as one list (else the list of each chunk's result)."""
+    parts = []
+    for start in range(0, max(len(items), 1), CHUNK):
+        chunk = items[start:start + CHUNK]
+        parts.append(call(chunk))
+        if bar is not None:
+            bar.update(len(chunk))
+    return [value for part in parts for value in part] if join else parts
 
 
 # --- comparing models ---------------------------------------------------------------------------------------
@@ -238,8 +270,12 @@ class Result:
         return {**out, **self.extra}
 
 
-def evaluate(evaluation, predictor, reference: Result | None = None) -> Result:
-    outputs = evaluation.outputs(predictor)
+def evaluate(evaluation, predictor, reference: Result | None = None, desc: str = "parity") -> Result:
+    """``predictor`` on the evaluation set (a progress bar ``desc`` when the set was made with ``progress``),
+    scored, and compared with ``reference``."""
+    size = len(getattr(evaluation, "texts", None) or getattr(evaluation, "ids", []))
+    with progress_bar(size, desc, getattr(evaluation, "progress", False)) as bar:
+        outputs = evaluation.outputs(predictor, bar)
     scores = evaluation.scores(outputs)
     result = Result(outputs, scores, float(scores[evaluation.metric]))
     if reference is not None:

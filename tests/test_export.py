@@ -172,7 +172,13 @@ def test_trained_tagger_package(tagger):
                 "tokenizer", "files", "source", "parity", "versions", "published", "models", "quantization"):
         assert key in manifest, key
     assert manifest["task"] == "punctuation" and manifest["kind"] == "tagging" and manifest["max_length"] == 64
-    assert set(manifest["files"]) == {"model.onnx", "model.int8.onnx", "tokenizer.json"}
+    # the linear head's HF config and tokenizer files (optimum opens the package, test_optimum_load.py) are hashed
+    # too; the model card is documentation, not hashed (test_model_card.py)
+    assert {"model.onnx", "model.int8.onnx", "tokenizer.json", "config.json", "tokenizer_config.json",
+            "special_tokens_map.json"} <= set(manifest["files"]) <= {"model.onnx", "model.int8.onnx", "tokenizer.json",
+                                                                     "config.json", "tokenizer_config.json",
+                                                                     "special_tokens_map.json", "vocab.txt"}
+    assert (package / "README.md").is_file() and "README.md" not in manifest["files"]
     assert manifest["source"]["checkpoint"] == str(tagger["checkpoint"].resolve())
     assert len(manifest["source"]["git_commit"] or "x" * 40) == 40
     assert all(manifest["versions"][name] for name in ("torch", "transformers", "optimum", "onnx", "onnxruntime"))
@@ -183,6 +189,9 @@ def test_trained_tagger_package(tagger):
     assert parity["pytorch"]["metric"] > 0.6  # it learned the rhythm
     assert manifest["published"] == "int8" and manifest["models"]["int8"] == "model.int8.onnx"
     assert "published: int8" in tagger["export_log"]
+    # progress bars on stderr for each parity pass and the quantisation
+    for bar in ("parity: PyTorch", "parity: ONNX fp32", "parity: ONNX int8 (whole graph)", "int8 quantisation"):
+        assert re.search(re.escape(bar) + r".*100%", tagger["export_log"]), bar
 
 
 @pytest.mark.parametrize("kind,head", [("tagging", "cnn"), ("tagging", "linear"), ("classification", "linear"),
@@ -435,6 +444,9 @@ def test_bench_table_json_png(tagger, tmp_path):
     result = tagsmith("bench", tagger["package"], "--texts", "16", "--latency-texts", "5", "--threads", "1",
                       "--out", out, "--no-record")
     assert "onnx-int8" in result.stdout and "p50 ms" in result.stdout
+    for backend in ("pytorch", "onnx-fp32", "onnx-int8"):  # a bar per backend and phase, stepping per text / batch
+        assert re.search(rf"{backend}: latency \(1 text a call\).*100%.* 5/5", result.stderr), backend
+        assert re.search(rf"{backend}: throughput \(batches of 32\).*100%.* 1/1", result.stderr), backend
     report = json.loads((out / "benchmark.json").read_text())
     assert (out / "benchmark.png").stat().st_size > 1000
     assert [row["backend"] for row in report["backends"]] == ["pytorch", "onnx-fp32", "onnx-int8"]

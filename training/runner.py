@@ -353,7 +353,8 @@ def git_commit() -> str | None:
         return None
 
 
-def data_hashes(config: ExperimentConfig) -> dict:
+def data_paths(config: ExperimentConfig) -> dict:
+    """The run's data files by name (train, validation, test, ``train:PATH`` / ``file:PATH`` for lists) that exist."""
     train = config.data.train
     paths = {"validation": config.data.validation, "test": config.data.test}
     if isinstance(train, list):
@@ -361,13 +362,54 @@ def data_hashes(config: ExperimentConfig) -> dict:
     else:
         paths["train"] = train
     paths.update({f"file:{p}": p for p in config.data.files})
-    return {name: sha256_file(p) for name, p in paths.items() if p and Path(p).is_file()}
+    return {name: str(p) for name, p in paths.items() if p and Path(p).is_file()}
+
+
+def data_hashes(config: ExperimentConfig) -> dict:
+    return {name: sha256_file(p) for name, p in data_paths(config).items()}
 
 
 def write_json(path: Path, value: dict) -> None:
+    """``value`` as JSON, written atomically. A checkpoint manifest (``best/tagsmith.json``, made by
+    :func:`manifest`) gets its model card too: see :func:`write_checkpoint_card`."""
+    if is_checkpoint_manifest(path, value):
+        value = write_checkpoint_card(path.parent, value)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(value, ensure_ascii=False, indent=2, default=_plain), encoding="utf-8")
     tmp.replace(path)
+
+
+def is_checkpoint_manifest(path: Path, value: dict) -> bool:
+    return Path(path).name == "tagsmith.json" and isinstance(value, dict) and "tagsmith_version" in value \
+        and "task" in value and "data_sha256" in value
+
+
+def write_checkpoint_card(folder: Path, info: dict) -> dict:
+    """The checkpoint's model card (README.md, tagsmith.card) from its manifest ``info``; returns ``info`` with the
+    card's record (``card``). A README.md that is not the unedited card of the manifest already there is the
+    user's and stays (the generated card goes to README.tagsmith.md). A card that cannot be written is logged,
+    never fatal: the checkpoint is what matters."""
+    from tagsmith import card
+
+    folder = Path(folder)
+    previous = None
+    try:
+        previous = json.loads((folder / "tagsmith.json").read_text(encoding="utf-8")).get("card")
+    except (OSError, ValueError, AttributeError):
+        pass
+    config = {}
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    info = {k: v for k, v in info.items() if k != "card"}
+    try:
+        record = card.place_card(folder, card.checkpoint_card(json.loads(json.dumps(info, default=_plain)), config),
+                                 previous)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        log.warning("could not write the model card in %s: %s", folder, error)
+        return info
+    return {**info, "card": record}
 
 
 def _plain(value):
@@ -386,11 +428,21 @@ def manifest(config: ExperimentConfig, **fields) -> dict:
         "window_overlap": config.window_overlap,
         "script": config.data.script,
         "base_model": config.model.name_or_path or "scratch",
+        # where the base model came from and its revision: the hub commit of the cached snapshot, the PyPI
+        # version of a package: model, None for local and scratch models
+        **base_model_record(config.model.name_or_path),
         "head": config.model.head.type,
         "data_sha256": data_hashes(config),
+        "data_files": data_paths(config),
         "git_commit": git_commit(),
         **fields,
     }
+
+
+def base_model_record(name_or_path: str | None) -> dict:
+    from tagsmith.card import base_model_record as record
+
+    return record(name_or_path)
 
 
 def plot_curves(log_history: list[dict], metric: str, path: Path) -> None:
