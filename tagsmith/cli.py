@@ -6,36 +6,63 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, List, Literal, Optional
 
 import typer
 from rich.console import Console
 
+#: exit codes, the same for every command (README "Exit codes")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RESUMABLE = 0, 1, 2, 75
+EXIT_CODES = ("Exit codes: 0 done; 1 failed (bad data, a refused model, a corrupt file); 2 usage or config error; "
+              "75 stopped by a signal after saving: run the same command again to resume.")
+
 app = typer.Typer(help="Train, export and serve encoder taggers and classifiers.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, epilog=EXIT_CODES)
 data_app = typer.Typer(help="Validate, convert, split and fetch data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
+# Fixed choices, read from where they are defined: the task registry, the scripts OpenCC converts to, the data
+# recipes, the table formats, the benchmark backends.
+from tagsmith.convert import SCRIPTS as SCRIPT_NAMES  # noqa: E402 (torch-free, a few ms)
+from tagsmith.tasks import TASKS  # noqa: E402
 
-def fail(message: str, code: int = 2) -> None:
+TaskName = Literal[tuple(TASKS)]
+ScriptName = Literal[SCRIPT_NAMES]
+RecipeName = Literal["chinese-poetry", "classical-modern", "olid", "domain-text"]
+#: data convert: punctuated text (tagging tasks) or a classification table (tagsmith/tabular.py)
+ConvertFormat = Literal["auto", "text", "olid", "jigsaw", "civil-comments", "table", "records"]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"tagsmith {version('tagsmith')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Train, export and serve encoder taggers and classifiers."""
 
 
 @data_app.command("validate")
 def data_validate(
     files: List[Path] = typer.Argument(..., help="Record files (JSON array, JSONL, .txt for mlm)."),
-    task: str = typer.Option(..., "--task", "-t", help="Task the records are for."),
+    task: TaskName = typer.Option(..., "--task", "-t", help="Task the records are for."),
 ):
     """Check record files; prints one line per bad record and exits 1 if any."""
     from tagsmith.records import validate_file
     from tagsmith.tasks import get_task
 
-    try:
-        task_spec = get_task(task)
-    except KeyError as error:
-        fail(str(error))
+    task_spec = get_task(task)
     bad = 0
     for path in files:
         try:
@@ -52,33 +79,81 @@ def data_validate(
 
 @data_app.command("convert")
 def data_convert(
-    source: Path = typer.Argument(..., help="Punctuated text: .txt (one document per line) or JSONL with a 'text' field."),
-    task: str = typer.Option(..., "--task", "-t", help="segmentation or punctuation"),
+    source: Path = typer.Argument(..., help="Punctuated text (.txt: one document a line, or JSONL with 'text') for "
+                                            "segmentation / punctuation; a CSV / TSV / JSONL table for toxicity / "
+                                            "classification."),
+    task: TaskName = typer.Option(..., "--task", "-t", help="The task the records are for."),
     out: Path = typer.Option(..., "--out", "-o", help="Output JSONL of records."),
-    script: str = typer.Option("keep", help="keep, simplified or traditional (OpenCC)."),
+    fmt: ConvertFormat = typer.Option("auto", "--format", "-f", help="text: punctuated text (tagging tasks). Tables: "
+                                      "olid (OffensEval TSV), jigsaw (Toxic Comment CSV: toxic if any of the six "
+                                      "columns), civil-comments (toxicity score >= --threshold), table (any CSV/TSV/"
+                                      "JSONL: --text-column, --label-column), records (JSONL with text + label). "
+                                      "auto: text for tagging tasks, guessed from the columns for tables."),
+    script: ScriptName = typer.Option("keep", help="Tagging tasks: convert the text to this script (OpenCC)."),
+    text_column: Optional[str] = typer.Option(None, help="table: the text column (default 'text')."),
+    label_column: Optional[str] = typer.Option(None, help="table: the label column (default 'label')."),
+    threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="civil-comments: a score at or above it is toxic."),
 ):
-    """Punctuated raw text -> tagging records (marks normalised, quotes dropped, whitespace removed)."""
-    from tagsmith.convert import ConversionReport, convert_lines
-    from tagsmith.records import read_record_file, write_jsonl
+    """Raw data -> records: punctuated text -> tagging records (marks normalised, quotes dropped, whitespace
+    removed), or a toxicity / classification table -> {text, label} records. Every row is kept or reported:
+    a bad row fails the conversion (exit 1) naming the file and the row."""
+    from tagsmith.records import write_jsonl
     from tagsmith.tasks import get_task
 
-    try:
-        get_task(task)
+    spec = get_task(task)
+    if not source.is_file():
+        fail(f"{source}: no such file")
+    if spec.kind == "mlm":
+        fail("mlm reads plain text or JSONL directly (data.files in the config): nothing to convert")
+    if spec.kind == "tagging":
+        if fmt not in ("auto", "text"):
+            fail(f"--format {fmt} is a table format; {task} records come from punctuated text (--format text)")
+        from tagsmith.convert import ConversionReport, convert_lines
+        from tagsmith.records import read_record_file
+
         parsed = read_record_file(source)
-    except (KeyError, FileNotFoundError) as error:
-        fail(str(error))
-    if parsed.problems:
-        for problem in parsed.problems:
-            print(problem)
-        raise typer.Exit(1)
-    report = ConversionReport()
-    texts = [r.get("text", "") if isinstance(r, dict) else "" for r in parsed.records]
+        if parsed.problems:
+            for problem in parsed.problems:
+                print(problem)
+            raise typer.Exit(EXIT_FAILED)
+        report = ConversionReport()
+        texts = [r.get("text", "") if isinstance(r, dict) else "" for r in parsed.records]
+        try:
+            count = write_jsonl(out, convert_lines(texts, task, script, report))
+        except ValueError as error:
+            fail(str(error), EXIT_FAILED)
+        console.print(f"wrote {count} records to {out}")
+        print(json.dumps({**report.as_dict(), "script": script}, ensure_ascii=False, indent=2))
+        return
+    if fmt == "text":
+        fail(f"--format text makes tagging records; {task} records come from a table (--format auto, olid, ...)")
+    from collections import Counter
+
+    from tagsmith.tabular import TableFormatError, read_classification
+
+    options: dict = {}
+    if text_column or label_column:
+        if fmt not in ("auto", "table"):
+            fail("--text-column / --label-column are for --format table")
+        options = {"text_column": text_column or "text", "label_column": label_column or "label"}
+    if fmt == "civil-comments":
+        options["threshold"] = threshold
     try:
-        count = write_jsonl(out, convert_lines(texts, task, script, report))
-    except ValueError as error:
-        fail(str(error))
-    console.print(f"wrote {count} records to {out}")
-    print(json.dumps({**report.as_dict(), "script": script}, ensure_ascii=False, indent=2))
+        records = read_classification(source, format=fmt.replace("-", "_"), **options)
+    except (TableFormatError, ValueError) as error:
+        fail(str(error), EXIT_FAILED)
+    problems = [f"{source}: row {number}: {problem}" for number, record in enumerate(records, 1)
+                for problem in spec.validate_record(record)]
+    if problems:
+        for problem in problems[:50]:
+            print(problem)
+        fail(f"{len(problems)} bad row(s) in {source}; nothing was written"
+             + (f" (labels must be one of {', '.join(spec.labels)})" if spec.labels else ""), EXIT_FAILED)
+    count = write_jsonl(out, records)
+    labels = Counter(r["label"] for r in records if "label" in r)
+    console.print(f"wrote {count} records to {out}", highlight=False)
+    print(json.dumps({"records": count, "labels": dict(sorted(labels.items())), "source": str(source)},
+                     ensure_ascii=False, indent=2))
 
 
 @data_app.command("split")
@@ -110,11 +185,11 @@ def data_split(
 
 @data_app.command("fetch")
 def data_fetch(
-    recipe: str = typer.Argument(..., help="chinese-poetry (npm package), classical-modern (a clone of "
-                                           "NiuTrans/Classical-Modern, with --local), olid, or domain-text."),
+    recipe: RecipeName = typer.Argument(..., help="chinese-poetry (npm package), classical-modern (a clone of "
+                                                  "NiuTrans/Classical-Modern, with --local), olid, or domain-text."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default data/<recipe>)."),
     cache: Path = typer.Option(Path(".cache"), help="Download cache."),
-    script: str = typer.Option("simplified", help="chinese-poetry: keep, simplified or traditional."),
+    script: ScriptName = typer.Option("simplified", help="chinese-poetry, classical-modern: the script of the records."),
     local: Optional[Path] = typer.Option(None, help="olid: a local copy (folder or TSV) instead of the hub; domain-text: the folder; "
                                                      "classical-modern: the clone (or its .tar.xz)."),
     force: bool = typer.Option(False, help="Rebuild even when cached."),
@@ -139,10 +214,10 @@ def data_fetch(
             from tagsmith.recipes.olid import fetch_olid
 
             meta = fetch_olid(out, local_copy=local)
-        else:
-            fail(f"unknown recipe {recipe!r}; known: chinese-poetry, classical-modern, olid, domain-text")
-    except RuntimeError as error:
-        fail(str(error))
+        else:  # pragma: no cover - RecipeName lists the four
+            fail(f"unknown recipe {recipe!r}")
+    except RuntimeError as error:  # a recipe that needs --local without it: usage; anything else: failed
+        fail(str(error), EXIT_USAGE if recipe == "classical-modern" and local is None else EXIT_FAILED)
     console.print(f"[green]data ready in {out}[/]")
     print(json.dumps(meta, ensure_ascii=False, indent=2)[:4000])
 
@@ -187,7 +262,9 @@ def train(
         for problem in error.problems:
             print(problem)
         fail(f"{len(error.problems)} bad record(s); nothing was trained", 1)
-    except (RunDirError, CheckpointError, ConfigError, FileNotFoundError) as error:
+    except CheckpointError as error:  # a corrupt checkpoint to resume from: failed, not a usage error
+        fail(str(error), EXIT_FAILED)
+    except (RunDirError, ConfigError, FileNotFoundError) as error:
         fail(str(error))
     raise typer.Exit(code)
 
@@ -219,7 +296,7 @@ def predict(
             for text in texts:
                 print(json.dumps({"text": text, "fills": top_k_fills(model, text, top_k)}, ensure_ascii=False))
     except (CheckpointError, ValueError, KeyError) as error:
-        fail(str(error))
+        fail(str(error), EXIT_FAILED)
 
 
 def _task_kind(name: str) -> str:
@@ -248,7 +325,7 @@ def export(
     per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="int8 weight scales per channel."),
     reduce_range: bool = typer.Option(False, help="7-bit int8 weights, for CPUs without VNNI."),
     fp16: bool = typer.Option(False, help="Also add an fp16 model (not published; load it with prefer='fp16')."),
-    optimize: str = typer.Option("auto", help="ONNX Runtime graph fusion: auto (if parity holds and faster), always, never."),
+    optimize: Literal["auto", "always", "never"] = typer.Option("auto", help="ONNX Runtime graph fusion: auto (if parity holds and faster), always, never."),
     max_drop: float = typer.Option(0.005, help="Largest allowed drop of the int8 task metric below PyTorch (0-1 scale)."),
     min_agreement: float = typer.Option(0.99, help="int8 agreeing with PyTorch on fewer predictions than this tries "
                                               "keeping the first encoder layer's feed-forward in fp32."),
@@ -300,12 +377,18 @@ def bench(
     record: bool = typer.Option(True, "--record/--no-record", help="Keep the figures in the package's tagsmith.json."),
 ):
     """Latency, throughput, size, peak memory and metric of PyTorch vs ONNX fp32 vs ONNX int8."""
-    from export.benchmark import run_benchmark, table
+    from export.benchmark import BACKENDS, run_benchmark, table
     from export.checkpoint import ExportError
     from serving.runtime import PackageError
 
+    chosen = [b.strip() for b in backends.split(",") if b.strip()]
+    unknown = [b for b in chosen if b not in BACKENDS]
+    if unknown or not chosen:
+        _fail_one_line(f"--backends: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(BACKENDS)}",
+                       EXIT_USAGE)
+
     try:
-        result = run_benchmark(package, data, [b.strip() for b in backends.split(",") if b.strip()], texts=texts,
+        result = run_benchmark(package, data, chosen, texts=texts,
                                latency_texts=latency_texts, batch_size=batch_size, threads=threads, out=out,
                                record=record, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
     except (ExportError, PackageError) as error:
@@ -403,12 +486,12 @@ _Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file (
                                               "folder, --shard or --merge). Resumable: run the same command again "
                                               "after a stop.")]
 _PACKAGE_HELP = "Model package (default: the shipped one)."
-_Format = Annotated[str, typer.Option("--format", help="Input format: auto (by extension: .jsonl is JSONL), text, jsonl.")]
-_OutputFormat = Annotated[str, typer.Option("--output-format", help="text (the input, marked up) or jsonl (one object "
+_Format = Annotated[Literal["auto", "text", "jsonl"], typer.Option("--format", help="Input format: auto (by extension: .jsonl is JSONL), text, jsonl.")]
+_OutputFormat = Annotated[Literal["text", "jsonl"], typer.Option("--output-format", help="text (the input, marked up) or jsonl (one object "
                                             "a paragraph: output, and every mark with its confidence).")]
-_Existing = Annotated[str, typer.Option(help="strip: drop whitespace and existing marks, then mark afresh; keep: keep "
+_Existing = Annotated[Literal["strip", "keep"], typer.Option(help="strip: drop whitespace and existing marks, then mark afresh; keep: keep "
                                         "every character, add marks only where none is.")]
-_FlagStyle = Annotated[str, typer.Option(help="How a flagged mark looks: bracket [，], markdown ==，==, html <mark>.")]
+_FlagStyle = Annotated[Literal["bracket", "markdown", "html"], typer.Option(help="How a flagged mark looks: bracket [，], markdown ==，==, html <mark>.")]
 _Shard = Annotated[Optional[str], typer.Option(help="Do shard K of N (K from 0): a block of paragraphs of one file, or "
                                                "a set of files of a folder.")]
 _Merge = Annotated[Optional[int], typer.Option(help="Check that all N shards are complete (each paragraph or file done "
@@ -483,8 +566,9 @@ def segment(
 # --- serving: the HTTP API and the demo page (bentoml serve; nothing here imports a model stack) -------------
 
 
-def _serve(models: Path, host: str, port: int, extra: List[str], banner: bool) -> None:
-    """Replace this process by ``bentoml serve serving.service:TagsmithService`` with the models' env set."""
+def _serve(models: Path, host: str, port: int, extra: List[str], banner: bool, stop_timeout: float) -> None:
+    """Run ``bentoml serve serving.service:TagsmithService`` with the models' env set, as a supervised child
+    process group: a SIGTERM / SIGINT / SIGHUP to this process stops the whole server (serving/supervise.py)."""
     import os
 
     import serving
@@ -516,34 +600,61 @@ def _serve(models: Path, host: str, port: int, extra: List[str], banner: bool) -
                source_root, "--host", host, "--port", str(port), *extra]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, command, env)
+    from serving.supervise import run_server
+
+    raise typer.Exit(run_server(command, env, grace=stop_timeout,
+                                say=lambda line: console.print(f"tagsmith serve: {line}", highlight=False, soft_wrap=True)))
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+SERVE_ENVIRONMENT = """Environment (read when the service starts):
+  TAGSMITH_MODELS           the models folder (set from --models)
+  TAGSMITH_SHIPPED          0: no fallback to the shipped packages
+  TAGSMITH_THREADS          ONNX Runtime threads per model (default: cores)
+  TAGSMITH_WORKERS          server worker processes (default 1)
+  TAGSMITH_MAX_BATCH_SIZE   texts per batched model run (default 32)
+  TAGSMITH_MAX_LATENCY_MS   a request queued longer gets 503 (20000)
+  TAGSMITH_MAX_CHARS        characters in one text (default 20000)
+  TAGSMITH_MAX_TEXTS        texts in one request (default 64)
+  TAGSMITH_MAX_TOTAL_CHARS  characters in one request (default 200000)
+  TAGSMITH_MAX_BODY_BYTES   bytes of one request body (default 2097152)
+  TAGSMITH_MAX_TOP_K        fill_mask: largest top_k (default 50)
+
+SIGTERM, SIGINT or SIGHUP stop the whole server: in-flight requests
+finish; what still runs after --stop-timeout seconds is killed.
+Exit codes: 0 stopped on request, 1 failed or killed, 2 usage error."""
+
+ModelsOption = Annotated[Path, typer.Option("--models", "-m", help="Folder of model packages: <models>/<task>/.")]
+PortOption = Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)]
+StopTimeoutOption = Annotated[float, typer.Option(help="Seconds a stopping server gets to finish in-flight requests "
+                                                        "before it is killed.", min=0)]
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, epilog=SERVE_ENVIRONMENT)
 def serve(
     ctx: typer.Context,
-    models: Path = typer.Option(Path("models"), "--models", "-m", help="Folder of model packages: <models>/<task>/."),
+    models: ModelsOption = Path("models"),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
-    port: int = typer.Option(3000, help="TCP port."),
+    port: PortOption = 3000,
+    stop_timeout: StopTimeoutOption = 30.0,
 ):
     """Serve the HTTP API (/segment, /punctuate, /toxicity, /fill_mask, /info) and the demo page at /demo.
 
-    Extra options go to 'bentoml serve' unchanged. Limits: TAGSMITH_MAX_CHARS, TAGSMITH_MAX_TEXTS,
-    TAGSMITH_MAX_TOTAL_CHARS, TAGSMITH_MAX_BODY_BYTES; ONNX Runtime threads: TAGSMITH_THREADS. A task with no
-    package in the models folder is served from the package tagsmith ships for it (serving/shipped/), unless
-    TAGSMITH_SHIPPED=0; without a segmentation package, /segment is answered by the punctuation model.
+    Extra options go to 'bentoml serve' unchanged. A task with no package in the models folder is served from
+    the package tagsmith ships for it (serving/shipped/), unless TAGSMITH_SHIPPED=0; without a segmentation
+    package, /segment is answered by the punctuation model.
     """
-    _serve(models, host, port, list(ctx.args), banner=False)
+    _serve(models, host, port, list(ctx.args), banner=False, stop_timeout=stop_timeout)
 
 
-@app.command()
+@app.command(epilog=SERVE_ENVIRONMENT)
 def demo(
-    models: Path = typer.Option(Path("models"), "--models", "-m", help="Folder of model packages: <models>/<task>/."),
+    models: ModelsOption = Path("models"),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(3000, help="TCP port."),
+    port: PortOption = 3000,
+    stop_timeout: StopTimeoutOption = 30.0,
 ):
     """Start the server and print the demo page's URL (the same server as 'tagsmith serve')."""
-    _serve(models, host, port, [], banner=True)
+    _serve(models, host, port, [], banner=True, stop_timeout=stop_timeout)
 
 
 def main() -> None:  # python -m tagsmith.cli (torchrun entry point)

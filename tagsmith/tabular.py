@@ -542,7 +542,9 @@ def _sniff_columns(path: Path) -> list[str]:
     if not first.strip():
         raise TableFormatError(f"{path}: file is empty (no header row)", path=path)
     sep = "\t" if (path.suffix.lower() == ".tsv" or ("\t" in first and path.suffix.lower() != ".csv")) else ","
-    return [str(c) for c in _read_delimited(path, sep, csv.QUOTE_MINIMAL, header_only=True).columns]
+    # TSV without quoting, as every reader here reads it: an OLID tweet opening with '"' must not swallow the file
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    return [str(c) for c in _read_delimited(path, sep, quoting, header_only=True).columns]
 
 
 def sniff_format(path: str | Path) -> str:
