@@ -151,3 +151,28 @@ def test_convert_refuses_a_table_format_for_a_tagging_task(tmp_path):
     done = run("data", "convert", source, "--task", "punctuation", "--out", tmp_path / "o.jsonl")
     assert done.exit_code == 0, done.output
     assert records(tmp_path / "o.jsonl")[0]["labels"][4] == "，"
+
+
+def readme_commands() -> list[list[str]]:
+    """Every `tagsmith ...` line of the README's bash blocks, split into words (comments dropped)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            line = re.sub(r"^([A-Z_]+=\S+\s+)+", "", line)  # VAR=value prefixes
+            if line.startswith("tagsmith "):
+                commands.append(line.split()[1:])
+    return commands
+
+
+def test_every_readme_command_and_option_exists():
+    commands = readme_commands()
+    assert len(commands) >= 20
+    groups = {"data"}
+    for words in commands:
+        path = words[:2] if words[0] in groups else words[:1]
+        shown = " ".join(re.sub(r"[│╭╮╰╯─]", " ", run(*path, "--help").output).split())
+        assert "Usage:" in shown, (path, shown[:300])
+        for option in (w.split("=")[0] for w in words if w.startswith("--")):
+            assert option in shown, f"README: tagsmith {' '.join(words)}: {option} is not an option of {' '.join(path)}"
