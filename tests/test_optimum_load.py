@@ -71,3 +71,27 @@ def test_cnn_package_carries_no_hf_config_and_says_why(small_root):
     assert not (package / "config.json").exists()
     card = (package / "README.md").read_text(encoding="utf-8")
     assert "not a transformers architecture" in card and "serving.runtime" in card
+
+
+def test_shipped_toxicity_package_opens_in_optimum():
+    """The shipped toxicity package (a linear head) carries config.json and the tokenizer files too (added after its
+    export, hashed in its manifest): optimum's logits and tokens are the runtime's."""
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoTokenizer
+
+    from conftest import ROOT
+    from serving.runtime import load_package
+
+    package = ROOT / "serving" / "shipped" / "toxicity"
+    runtime = load_package(package)  # verifies every file's sha256, the added ones included
+    assert set(HF_FILES) | {"vocab.txt"} <= set(runtime.manifest["files"])
+    model = ORTModelForSequenceClassification.from_pretrained(package, file_name="model.int8.onnx")
+    tokenizer = AutoTokenizer.from_pretrained(package)
+    assert model.config.num_hidden_layers == 3 and tokenizer.model_max_length == runtime.max_length
+    long_text = " ".join(["you are a truly wonderful and kind person"] * 20)  # truncated at 64 tokens both ways
+    for text in ["shut up you stupid idiot", "thank you so much, have a lovely day", long_text]:
+        encoded = tokenizer([text], truncation=True, return_tensors="np")
+        assert encoded["input_ids"][0].tolist() == runtime.tokenizer.encode(text).ids
+        logits = np.asarray(model(**encoded).logits)[0]
+        np.testing.assert_allclose(logits, runtime.logits([text])[0], atol=1e-4)
+        assert model.config.id2label[int(logits.argmax())] in runtime.labels
