@@ -281,7 +281,9 @@ def test_distillation_loss_is_the_kl_to_the_teacher_plus_the_weighted_label_loss
     torch.manual_seed(0)
     logits, labels = torch.randn(6, 2), torch.tensor([0, 1, 1, 0, 1, 0])
     weights = torch.tensor([0.7, 1.6])
-    hard = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
+    # the class-weighted sum over the texts divided by their count (training.classification.weighted_loss says why
+    # not by the sum of their weights, as torch's weighted mean would)
+    hard = torch.nn.functional.cross_entropy(logits, labels, weight=weights, reduction="sum") / 6
     own = torch.softmax(logits / 3.0, dim=-1)
     assert torch.allclose(distillation_loss(weights, 3.0, 0.0)(logits, labels, own), hard)
     assert distillation_loss(weights, 3.0, 1.0)(logits, labels, own).abs() < 1e-6  # the student is the teacher
@@ -289,6 +291,9 @@ def test_distillation_loss_is_the_kl_to_the_teacher_plus_the_weighted_label_loss
     kl = (teacher * (teacher.log() - torch.log_softmax(logits / 3.0, dim=-1))).sum(-1).mean() * 9
     assert torch.allclose(distillation_loss(weights, 3.0, 0.25)(logits, labels, teacher), 0.25 * kl + 0.75 * hard)
     assert torch.allclose(distillation_loss(weights, 3.0, 0.25)(logits, labels), hard)  # evaluation: labels only
+    # in training the Trainer passes the texts of the whole global batch (here: this one and another of 6)
+    assert torch.allclose(distillation_loss(weights, 3.0, 0.25)(logits, labels, teacher, num_items_in_batch=12),
+                          (0.25 * kl + 0.75 * hard) / 2)
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from tagsmith.records import write_jsonl
 from tagsmith.tasks import get_task
 from tagsmith.windows import bias_indices
 from training import runner
+from training.classification import mean_one_weights, weighted_loss  # one loss for every task
 from training.datasets import ListDataset, eval_indices, scalar_metrics, train_record_indices
 from training.features import (CharDropoutCollator, CharIdsUnavailable, CompactWindows, decode, encode_windows,
                                merge_logits)
@@ -54,7 +55,10 @@ def scratch_encoder_config(config: ExperimentConfig, tokenizer) -> BertConfig:
 
 
 def label_weights(config: ExperimentConfig, labels: tuple[str, ...], counts: np.ndarray) -> torch.Tensor | None:
-    """Class weights from the training characters per label (``counts[i]`` for ``labels[i]``)."""
+    """Class weights from the training characters per label (``counts[i]`` for ``labels[i]``), rescaled to a mean of
+    1 over the training characters (:func:`training.classification.mean_one_weights`, the scale
+    :func:`training.classification.weighted_loss` assumes). A label with no training character gets a weight as if it
+    had one (a punctuation mark a corpus never uses), where ``tagsmith.classification.class_weights`` would refuse."""
     if config.class_weighting == "none":
         return None
     total = float(np.sum(counts))
@@ -62,33 +66,10 @@ def label_weights(config: ExperimentConfig, labels: tuple[str, ...], counts: np.
     for label, count in zip(labels, counts):
         balanced = total / (len(labels) * max(float(count), 1.0))
         weights.append(balanced ** 0.5 if config.class_weighting == "sqrt" else balanced)
-    log.info("class weights (%s): %s", config.class_weighting, dict(zip(labels, np.round(weights, 3).tolist())))
-    return torch.tensor(weights, dtype=torch.float32)
-
-
-def weighted_loss(weights: torch.Tensor | None, expected_items: float | None = None):
-    """Token cross-entropy (class-weighted when ``weights`` is given), summed and divided by the batch's tokens.
-
-    With ``expected_items`` (length-grouped batches, ``trainer.group_by_length``), a training step divides by that
-    constant instead: the labelled tokens a randomly drawn batch holds on average (times the processes the Trainer
-    averages over). A batch of short windows holds a tenth of the tokens of a batch of long ones; dividing each batch
-    by its own count would weigh every token of a short window (mostly verse lines) ten times as much as a token of
-    a long one (mostly prose). With the constant each token weighs what it weighs in random batches. Evaluation
-    (no gradient) keeps the per-batch count, so eval_loss stays a mean.
-    """
-
-    def compute(outputs, labels, num_items_in_batch=None):
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        loss = torch.nn.functional.cross_entropy(
-            logits.view(-1, logits.shape[-1]).float(), labels.view(-1),
-            weight=weights.to(logits.device) if weights is not None else None, ignore_index=-100, reduction="sum",
-        )
-        if expected_items is not None and torch.is_grad_enabled():
-            return loss / expected_items
-        denominator = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
-        return loss / denominator.to(loss.device) if torch.is_tensor(denominator) else loss / denominator
-
-    return compute
+    weights = mean_one_weights(weights, counts)
+    log.info("class weights (%s, mean 1 over the training characters): %s", config.class_weighting,
+             dict(zip(labels, np.round(weights.tolist(), 3))))
+    return weights
 
 
 def labelled_per_window(dataset) -> float:
@@ -132,14 +113,20 @@ def tuning_records(records: list[dict], options: dict) -> tuple[list[int], str]:
 
 
 def tune_bias(task, gold: list[list[str]], char_logits: list[np.ndarray]) -> tuple[float, dict]:
-    """The additive logit bias for the task's rare labels that maximises the main metric on validation."""
+    """The additive logit bias for the task's rare labels that maximises the main metric on validation (a bar on
+    stderr counts the biases tried, the best so far beside it)."""
+    from tqdm.auto import tqdm
+
     bias_ids = bias_indices(task.labels, task.bias_labels, f"task {task.name}")
     best = (None, -1.0, None)
-    for bias in BIAS_GRID:
+    bar = tqdm(BIAS_GRID, desc=f"tuning the decision bias on {len(char_logits)} validation texts", unit=" bias",
+               mininterval=5, disable=not char_logits)
+    for bias in bar:
         predicted = [decode(lg, task.labels, bias_ids, float(bias)) for lg in char_logits]
         scores = task.score(gold, predicted)
         if scores[task.main_metric] > best[1] + 1e-9:
             best = (float(bias), scores[task.main_metric], scores)
+            bar.set_postfix_str(f"best {best[0]:+.2f}: {task.main_metric} {best[1]:.4f}", refresh=False)
     return best[0], best[2]
 
 
@@ -236,7 +223,9 @@ def train_tagging(config: ExperimentConfig, resume: bool = False, overwrite: boo
         data_collator=collator,
         train_data_collator=CharDropoutCollator(collator, tokenizer.unk_token_id, char_dropout) if char_dropout else None,
         compute_metrics=compute_metrics,
-        compute_loss_func=weighted_loss(weights, expected) if weights is not None or expected is not None else None,
+        # always our loss: the CNN head's own is a per-batch mean, which the Trainer (its forward takes **kwargs)
+        # would neither divide by the accumulation steps nor leave unmultiplied by the process count
+        compute_loss_func=weighted_loss(weights, expected),
         callbacks=runner.standard_callbacks(config, stopper),
     )
     train_seconds = runner.train_until_done_or_signal(trainer, run_dir, resume, stopper)
