@@ -63,25 +63,36 @@ def read_texts(config: ExperimentConfig) -> tuple[list[str], list[str]]:
     return texts, held_out
 
 
-def chunk(texts: list[str], tokenizer, max_length: int, limit: int = 0, seed: int = 42) -> list[dict]:
+CHUNK_TEXTS = 5000  # documents a tokenizer call cuts into blocks
+
+
+def chunk(texts: list[str], tokenizer, max_length: int, limit: int = 0, seed: int = 42, progress: bool = False,
+          what: str = "texts") -> list[dict]:
     """Tokenize each document and cut it into blocks of at most max_length tokens (nothing is dropped).
 
     With a ``limit``, documents are taken in a seeded random order until that many blocks exist, so a quick
-    config does not tokenize a whole 24M-character corpus first.
+    config does not tokenize a whole 24M-character corpus first. With ``progress``, a bar on stderr counts the
+    documents (none when one tokenizer call takes them all); with a ``limit`` it may stop short of the total.
     """
+    from tqdm.auto import tqdm
+
     order = list(range(len(texts)))
     if limit:
         random.Random(seed).shuffle(order)
     blocks: list[dict] = []
-    for start in range(0, len(order), 5000):
-        batch = [texts[i] for i in order[start:start + 5000]]
-        encoded = tokenizer(batch, truncation=True, max_length=max_length, return_overflowing_tokens=True,
-                            stride=0, return_special_tokens_mask=True)
-        blocks.extend({"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
-                       "special_tokens_mask": encoded["special_tokens_mask"][i]}
-                      for i in range(len(encoded["input_ids"])))
-        if limit and len(blocks) >= limit:
-            return blocks[:limit]
+    with tqdm(total=len(order), desc=f"cutting {what} into blocks of {max_length} tokens", unit=" texts",
+              unit_scale=True, mininterval=2, disable=not progress or len(order) <= CHUNK_TEXTS) as bar:
+        for start in range(0, len(order), CHUNK_TEXTS):
+            batch = [texts[i] for i in order[start:start + CHUNK_TEXTS]]
+            encoded = tokenizer(batch, truncation=True, max_length=max_length, return_overflowing_tokens=True,
+                                stride=0, return_special_tokens_mask=True)
+            blocks.extend({"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
+                           "special_tokens_mask": encoded["special_tokens_mask"][i]}
+                          for i in range(len(encoded["input_ids"])))
+            bar.update(len(batch))
+            bar.set_postfix_str(f"{len(blocks)} blocks", refresh=False)
+            if limit and len(blocks) >= limit:
+                return blocks[:limit]
     return blocks
 
 
@@ -286,8 +297,11 @@ def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = 
     if tokenizer.mask_token is None:
         raise runner.RunDirError(f"{config.model.name_or_path}: the tokenizer has no mask token")
     max_length = min(config.max_length, getattr(tokenizer, "model_max_length", config.max_length) or config.max_length)
-    train_blocks = chunk(train_texts, tokenizer, max_length, config.data.max_train_records, config.seed)
-    eval_blocks = chunk(held_out, tokenizer, max_length, config.data.max_eval_records, config.seed)
+    progress = runner.is_main_process()
+    train_blocks = chunk(train_texts, tokenizer, max_length, config.data.max_train_records, config.seed,
+                         progress=progress, what="training texts")
+    eval_blocks = chunk(held_out, tokenizer, max_length, config.data.max_eval_records, config.seed,
+                        progress=progress, what="held-out texts")
     log.info("run %s: %d training texts -> %d blocks, %d held-out texts -> %d blocks (max_length %d)",
              config.name, len(train_texts), len(train_blocks), len(held_out), len(eval_blocks), max_length)
     probability = float(config.options.get("mlm_probability", 0.15))
