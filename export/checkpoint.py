@@ -6,11 +6,11 @@ Every problem (missing directory, no weights, unreadable config, weights that do
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from serving.runtime import KIND_BY_TASK
+from tagsmith.manifest import read_json_object
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 #: the end of a transformers architecture name -> task kind (DESIGN.md: tagging, classification, mlm)
@@ -47,15 +47,7 @@ class Checkpoint:
 
 
 def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise ExportError(f"{path.parent}: {what} (no {path.name})")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ExportError(f"{path}: corrupt JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise ExportError(f"{path}: expected a JSON object")
-    return value
+    return read_json_object(path, ExportError, missing="{folder}: " + what + " (no {name})")
 
 
 def checkpoint_kind(config: dict, info: dict) -> str:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
 from export.checkpoint import Checkpoint, ExportError
-from serving.runtime import MANIFEST, PACKAGE_FORMAT, sha256_file
 from tagsmith import card
+from tagsmith.files import git_commit  # noqa: F401 (the exporter records it as package.git_commit())
+from tagsmith.hashing import sha256_file
+from tagsmith.manifest import MANIFEST, PACKAGE_FORMAT, is_package, previous_card
+from tagsmith.manifest import write_manifest as write_manifest_file
 
 TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
@@ -28,15 +30,6 @@ def versions() -> dict:
         except metadata.PackageNotFoundError:
             found[name] = None
     return found
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def write_tokenizer(tokenizer, folder: Path) -> dict:
@@ -146,10 +139,7 @@ def write_card(staging: Path, out: Path, manifest: dict) -> dict:
     README.tagsmith.md beside it (tagsmith.card.place_card)."""
     previous = None
     if Path(out).resolve() != Path(staging).resolve() and (out / card.CARD_FILE).is_file():
-        try:
-            previous = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("card")
-        except (OSError, ValueError):
-            previous = None
+        previous = previous_card(out)
         shutil.copyfile(out / card.CARD_FILE, staging / card.CARD_FILE)
     manifest["card"] = card.place_card(staging, card.package_card(manifest), previous)
     write_manifest(staging, manifest)
@@ -174,9 +164,7 @@ def refresh_card(folder: Path, manifest: dict) -> None:
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-    tmp.replace(folder / MANIFEST)
+    write_manifest_file(folder, manifest)
 
 
 def staging_dir(out: Path) -> Path:
@@ -194,10 +182,7 @@ def _replaceable(out: Path) -> bool:
         return False
     if not any(out.iterdir()):
         return True
-    try:
-        return json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("format") == PACKAGE_FORMAT
-    except (OSError, ValueError):
-        return False
+    return is_package(out)
 
 
 def install(staging: Path, out: Path) -> None:

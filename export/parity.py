@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from export.checkpoint import Checkpoint, ExportError
-from serving.runtime import decide_classes, sigmoid, softmax
-from tagsmith.windows import bias_indices, decode
+from tagsmith.decision import bias_indices, decide_classes, decode, sigmoid, softmax
 
 
 def find_eval_data(checkpoint: Checkpoint, data: Path | None) -> Path:

@@ -13,7 +13,6 @@ package's task kind:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -22,10 +21,10 @@ import numpy as np
 
 from tagsmith.hashing import sha256_file  # noqa: F401 (package verification; re-exported)
 from tagsmith.convert import to_script
-from tagsmith.windows import bias_indices, decode, merge_windows, window_spans
-
-MANIFEST = "tagsmith.json"
-PACKAGE_FORMAT = "tagsmith-model-package"
+from tagsmith.decision import bias_indices, decide_classes, decode, sigmoid, softmax  # noqa: F401 (re-exported)
+from tagsmith.manifest import MANIFEST, PACKAGE_FORMAT
+from tagsmith.manifest import read_manifest as read_manifest_file
+from tagsmith.windows import first_token_logits, first_token_positions, merge_record_windows, window_spans
 VARIANTS = ("int8", "fp32", "fp16")
 #: the task kind of each known task, for manifests that do not name it
 KIND_BY_TASK = {"segmentation": "tagging", "punctuation": "tagging", "toxicity": "classification",
@@ -41,17 +40,12 @@ class PackageError(RuntimeError):
 
 def read_manifest(path: str | Path) -> dict:
     path = Path(path)
-    manifest = path / MANIFEST
     if not path.is_dir():
         raise PackageError(f"{path}: no such model package directory")
-    if not manifest.is_file():
-        raise PackageError(f"{path}: not a model package (no {MANIFEST})")
-    try:
-        value = json.loads(manifest.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PackageError(f"{manifest}: corrupt manifest: {error}") from None
-    if not isinstance(value, dict) or not isinstance(value.get("files"), dict):
-        raise PackageError(f"{manifest}: not a package manifest (no 'files' with the sha256 of each file)")
+    value = read_manifest_file(path, PackageError, missing="{folder}: not a model package (no {name})",
+                               not_object="not a package manifest (no 'files' with the sha256 of each file)")
+    if not isinstance(value.get("files"), dict):
+        raise PackageError(f"{path / MANIFEST}: not a package manifest (no 'files' with the sha256 of each file)")
     return value
 
 
@@ -128,16 +122,6 @@ def make_session(model_file: Path, threads: int | None = None):
         return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types for unreadable models
         raise PackageError(f"{model_file}: cannot load the ONNX model: {error}") from None
-
-
-def softmax(values: np.ndarray, axis: int = -1) -> np.ndarray:
-    shifted = np.asarray(values, dtype=np.float32) - np.max(values, axis=axis, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=axis, keepdims=True)
-
-
-def sigmoid(values: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(values, dtype=np.float32)))
 
 
 class Runtime:
@@ -244,11 +228,9 @@ class TaggingRuntime(Runtime):
                   for start, end in window_spans(len(text), self.max_length - 2, self.window_overlap)]
         encodings = self.tokenizer.encode_batch([list(texts[i][a:b]) for i, a, b in owners], is_pretokenized=True)
         outputs = self.forward(encodings)
-        windows: dict[int, list] = {}
-        for (index, start, end), encoding, logits in zip(owners, encodings, outputs):
-            windows.setdefault(index, []).append(((start, end), _first_token_logits(encoding.word_ids, logits, end - start)))
-        return [merge_windows(len(text), [s for s, _ in windows[i]], [v for _, v in windows[i]])
-                for i, text in enumerate(texts)]
+        values = [first_token_logits(first_token_positions(encoding.word_ids, end - start), logits)
+                  for (_, start, end), encoding, logits in zip(owners, encodings, outputs)]
+        return merge_record_windows(owners, [len(text) for text in texts], values)
 
     def predict(self, texts: Sequence[str]) -> list[Tagged]:
         results = []
@@ -308,17 +290,6 @@ class BoundaryRuntime:
         return results
 
 
-def _first_token_logits(word_ids: Sequence[int | None], logits: np.ndarray, n_chars: int) -> np.ndarray:
-    """Each character's logits from its first token; zeros for a character that produced no token."""
-    values = np.zeros((n_chars, logits.shape[-1]), dtype=np.float32)
-    seen = np.zeros(n_chars, dtype=bool)
-    for position, word in enumerate(word_ids):
-        if word is not None and not seen[word]:
-            values[word] = logits[position]
-            seen[word] = True
-    return values
-
-
 def _renderer(task_name: str):
     from tagsmith.tasks import get_task
 
@@ -376,21 +347,6 @@ class ClassificationRuntime(Runtime):
                 label, score = self.labels[choice], float(row[choice])
             results.append(Classified(text, label, round(score, 6), shown))
         return results
-
-
-def decide_classes(probabilities: np.ndarray, labels: Sequence[str], threshold=None, positive: str | None = None,
-                   multi_label: bool = False) -> np.ndarray:
-    """The decision for each row of probabilities: multi-label, a 0/1 row (each label at or above its
-    threshold, default 0.5); binary, the index of ``positive`` (default the second label) when its probability
-    is >= threshold (default 0.5), else the other; more classes, the argmax."""
-    probabilities = np.asarray(probabilities)
-    if multi_label:
-        return (probabilities >= (0.5 if threshold is None else np.asarray(threshold, dtype=np.float32))).astype(int)
-    if len(labels) == 2:
-        chosen = list(labels).index(positive) if positive in labels else 1
-        cut = 0.5 if threshold is None else float(threshold)
-        return np.where(probabilities[:, chosen] >= cut, chosen, 1 - chosen)
-    return probabilities.argmax(-1)
 
 
 # --- fill-mask ----------------------------------------------------------------------------------------------

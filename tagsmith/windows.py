@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tagsmith.decision import bias_indices, decode  # noqa: F401 (the decision lives in tagsmith.decision; re-exported)
+
 
 def window_spans(length: int, size: int, overlap: int) -> list[tuple[int, int]]:
     """[start, end) spans of at most ``size`` characters covering ``range(length)``."""
@@ -48,18 +50,32 @@ def merge_windows(length: int, spans: Sequence[tuple[int, int]], window_values: 
     return merged
 
 
-def bias_indices(labels: Sequence[str], bias_labels: Sequence[str], where: str, error: type[Exception] = ValueError) -> list[int]:
-    """The positions of a manifest's ``bias_labels`` among its ``labels``; a name that is not a label is a corrupt
-    or mismatched manifest, reported as ``error`` naming ``where``."""
-    unknown = [label for label in bias_labels if label not in labels]
-    if unknown:
-        raise error(f"{where}: bias_labels {unknown} are not among the model's labels {list(labels)}")
-    return [list(labels).index(label) for label in bias_labels]
+def first_token_positions(word_ids: Sequence[int | None], n_chars: int) -> list[int]:
+    """The token position of each of a window's ``n_chars`` characters (its first token; -1 = it produced none),
+    from the tokenizer's ``word_ids`` (each character is given to the tokenizer as its own word)."""
+    positions = [-1] * n_chars
+    for position, word in enumerate(word_ids):
+        if word is not None and positions[word] == -1:
+            positions[word] = position
+    return positions
 
 
-def decode(char_logits: np.ndarray, labels: Sequence[str], bias_ids: Sequence[int] = (), bias: float = 0.0) -> list[str]:
-    """Per-character logits -> labels, after adding the tuned decision ``bias`` to the rare labels' logits."""
-    scores = np.array(char_logits, dtype=np.float32, copy=True)
-    if bias:
-        scores[:, list(bias_ids)] += bias
-    return [labels[i] for i in scores.argmax(-1)]
+def first_token_logits(positions: Sequence[int], token_logits: np.ndarray) -> np.ndarray:
+    """Each character's logits from its first token (``positions`` from :func:`first_token_positions`); zeros
+    for a character that produced no token."""
+    positions = np.asarray(positions, dtype=int)
+    values = np.zeros((len(positions), token_logits.shape[-1]), dtype=np.float32)
+    present = positions >= 0
+    values[present] = token_logits[positions[present]]
+    return values
+
+
+def merge_record_windows(owners: Sequence[tuple[int, int, int]], lengths: Sequence[int],
+                         window_values: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per-character values of every window (``owners``: its (record index, start, end)) -> one ``(length, k)``
+    array per record (:func:`merge_windows`)."""
+    per_record: dict[int, list] = {}
+    for (index, start, end), values in zip(owners, window_values):
+        per_record.setdefault(index, []).append(((start, end), values))
+    return [merge_windows(length, [span for span, _ in per_record[index]], [v for _, v in per_record[index]])
+            for index, length in enumerate(lengths)]

@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from tagsmith.windows import decode, merge_windows, window_spans  # noqa: F401 (decode re-exported)
+from tagsmith.windows import (decode, first_token_logits, first_token_positions,  # noqa: F401 (decode re-exported)
+                              merge_record_windows, merge_windows, window_spans)
 
 
 @dataclass
@@ -40,10 +41,7 @@ def encode_windows(
     features, first_tokens = [], []
     for k, (index, start, end) in enumerate(owners):
         word_ids = encoded.word_ids(k)
-        positions = [-1] * (end - start)
-        for position, word in enumerate(word_ids):
-            if word is not None and positions[word] == -1:
-                positions[word] = position
+        positions = first_token_positions(word_ids, end - start)
         feature = {key: encoded[key][k] for key in encoded.keys()}
         if label_ids is not None:
             labels = [-100] * len(word_ids)
@@ -58,18 +56,8 @@ def encode_windows(
 
 def merge_logits(windowed: Windowed, logits: np.ndarray) -> list[np.ndarray]:
     """Per-window token logits (n_windows, seq, n_labels) -> per-record character logits."""
-    per_record: dict[int, list] = {}
-    for k, (index, start, end) in enumerate(windowed.owners):
-        positions = np.asarray(windowed.first_tokens[k], dtype=int)
-        values = np.zeros((end - start, logits.shape[-1]), dtype=np.float32)
-        present = positions >= 0
-        values[present] = logits[k, positions[present]]
-        per_record.setdefault(index, []).append(((start, end), values))
-    merged = []
-    for index, length in enumerate(windowed.lengths):
-        parts = per_record[index]
-        merged.append(merge_windows(length, [span for span, _ in parts], [v for _, v in parts]))
-    return merged
+    values = [first_token_logits(windowed.first_tokens[k], logits[k]) for k in range(len(windowed.owners))]
+    return merge_record_windows(windowed.owners, windowed.lengths, values)
 
 
 class CharDropoutCollator:

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from tagsmith.convert import to_script
 from tagsmith.tasks import get_task
-from tagsmith.windows import bias_indices
+from tagsmith.decision import bias_indices, decide_label, softmax
+from tagsmith.manifest import read_manifest as read_manifest_file
 from training.features import decode, encode_windows, merge_logits
 from training.model import CheckpointError, load_tagging_model
 from training.tokenizer import load_tokenizer
 
 
 def read_manifest(path: Path) -> dict:
-    manifest = Path(path) / "tagsmith.json"
-    if not manifest.is_file():
-        raise CheckpointError(f"{path}: no tagsmith.json; expected a run's best/ directory")
-    try:
-        return json.loads(manifest.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{manifest}: corrupt manifest: {error}") from None
+    return read_manifest_file(path, CheckpointError, missing="{folder}: no tagsmith.json; expected a run's best/ directory")
 
 
 class TaggingPredictor:
@@ -78,7 +72,7 @@ class ClassificationPredictor:
     def probabilities(self, texts: list[str]):
         encoded = self.tokenizer(texts, truncation=True, max_length=self.manifest["max_length"], padding=True,
                                  return_tensors="pt")
-        return self.model(**encoded).logits.float().softmax(-1).numpy()
+        return softmax(self.model(**encoded).logits.float().numpy())
 
     def predict(self, texts: list[str]) -> list[dict]:
         threshold, positive = self.manifest.get("threshold"), self.manifest.get("positive_label")
@@ -86,7 +80,7 @@ class ClassificationPredictor:
         for probs in self.probabilities(texts):
             if threshold is not None and positive is not None:
                 p = float(probs[self.labels.index(positive)])
-                label = positive if p >= threshold else next(l for l in self.labels if l != positive)
+                label = decide_label(probs, self.labels, threshold, positive)
                 out.append({"label": label, "probability": round(p, 4), "threshold": round(threshold, 4)})
             else:
                 out.append({"label": self.labels[int(probs.argmax())],

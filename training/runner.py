@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,9 @@ from transformers import TrainerCallback, TrainingArguments
 
 from tagsmith import __version__
 from tagsmith.config import ExperimentConfig, dump_config
+from tagsmith.files import git_commit, write_json_atomic  # noqa: F401 (git_commit re-exported)
 from tagsmith.hashing import sha256_file  # noqa: F401 (re-exported)
+from tagsmith.manifest import previous_card
 
 log = logging.getLogger("tagsmith")
 
@@ -344,15 +345,6 @@ class LogHistoryCallback(TrainerCallback):
 # --- what a finished run leaves ---------------------------------------------------------------------------------
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def data_paths(config: ExperimentConfig) -> dict:
     """The run's data files by name (train, validation, test, ``train:PATH`` / ``file:PATH`` for lists) that exist."""
     train = config.data.train
@@ -374,9 +366,7 @@ def write_json(path: Path, value: dict) -> None:
     :func:`manifest`) gets its model card too: see :func:`write_checkpoint_card`."""
     if is_checkpoint_manifest(path, value):
         value = write_checkpoint_card(path.parent, value)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=2, default=_plain), encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, value, default=_plain)
 
 
 def is_checkpoint_manifest(path: Path, value: dict) -> bool:
@@ -392,11 +382,7 @@ def write_checkpoint_card(folder: Path, info: dict) -> dict:
     from tagsmith import card
 
     folder = Path(folder)
-    previous = None
-    try:
-        previous = json.loads((folder / "tagsmith.json").read_text(encoding="utf-8")).get("card")
-    except (OSError, ValueError, AttributeError):
-        pass
+    previous = previous_card(folder)
     config = {}
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
