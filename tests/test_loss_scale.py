@@ -76,7 +76,7 @@ def make_trainer(case: str, layout: tuple[int, int, int], max_grad_norm: float, 
     from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
 
     from tagsmith.config import HeadConfig
-    from training import classification, runner, tagging
+    from training import classification, losses, runner
     from training.datasets import ListDataset
     from training.model import build_tagging_model
 
@@ -102,7 +102,7 @@ def make_trainer(case: str, layout: tuple[int, int, int], max_grad_norm: float, 
     if case == "distillation":
         return classification.DistillationTrainer(distill_loss=classification.distillation_loss(weights, 2.0, 0.5),
                                                   **common)
-    loss = classification.weighted_loss(weights) if case == "weighted" else tagging.weighted_loss(weights)
+    loss = losses.weighted_loss(weights)  # the one loss of classification and tagging
     return runner.Trainer(compute_loss_func=loss, **common)
 
 

@@ -106,7 +106,7 @@ def test_length_grouped_loss_weighs_every_token_alike():
     """With a fixed expected count, a token's gradient weight no longer depends on how full its batch is."""
     import torch
 
-    from training.tagging import weighted_loss
+    from training.losses import weighted_loss
 
     logits = torch.zeros(1, 10, 2, requires_grad=True)
     short = torch.full((1, 10), -100)

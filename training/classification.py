@@ -8,20 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    BertConfig,
-    DataCollatorWithPadding,
-)
+from transformers import AutoConfig, AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from tagsmith.classification import class_weights, classification_metrics, operating_points, tune_threshold
 from tagsmith.config import ExperimentConfig
 from tagsmith.records import validate_splits, write_jsonl
-from tagsmith.tasks import get_task
 from training import runner
 from training.datasets import ListDataset, cap_eval, prepare_train_records, scalar_metrics
-from training.tokenizer import build_wordpiece_tokenizer, load_tokenizer, resolve_model_path
+from training.losses import labelled_items, mean_one_weights, summed_cross_entropy, weighted_loss
+from training.model import scratch_bert_config
+from training.run import TaskRun, require_splits
+from training.tokenizer import load_tokenizer, resolve_model_path
 
 log = runner.log
 
@@ -59,100 +56,8 @@ def build_model(config: ExperimentConfig, labels: list[str], tokenizer, run_dir:
             maps["num_hidden_layers"] = keep  # the first `keep` layers' weights load; the rest are never built
         model_config = AutoConfig.from_pretrained(path, **maps)
         return AutoModelForSequenceClassification.from_pretrained(path, config=model_config)
-    s = config.model.scratch
-    model_config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=s.hidden_size, num_hidden_layers=s.num_hidden_layers,
-        num_attention_heads=s.num_attention_heads, intermediate_size=s.intermediate_size,
-        max_position_embeddings=max(s.max_position_embeddings, config.max_length),
-        hidden_dropout_prob=s.hidden_dropout_prob, attention_probs_dropout_prob=s.attention_probs_dropout_prob,
-        pad_token_id=tokenizer.pad_token_id, **maps,
-    )
+    model_config = scratch_bert_config(config, tokenizer, **maps)
     return AutoModelForSequenceClassification.from_config(model_config)
-
-
-def make_tokenizer(config: ExperimentConfig, run_dir: Path, texts: list[str]):
-    if config.model.name_or_path:
-        return load_tokenizer(resolve_model_path(config.model.name_or_path))
-    saved = run_dir / "tokenizer"
-    if (saved / "tokenizer.json").is_file():
-        return load_tokenizer(saved)
-    tokenizer = build_wordpiece_tokenizer(texts, saved, config.model.scratch.max_vocab_size)
-    log.info("trained a WordPiece vocabulary of %d tokens on the training texts", len(tokenizer))
-    return tokenizer
-
-
-# --- the loss (every task's compute_loss_func) ---------------------------------------------------------------
-
-
-def mean_one_weights(weights, counts) -> torch.Tensor:
-    """Class ``weights`` rescaled so that the training items' mean weight is 1 (``counts[i]`` items of class ``i``).
-
-    Balanced weights (``n / (k * n_c)``) already are when every class occurs; square-root weights, or balanced ones
-    with a class absent from the training data, are not. With mean 1 the sum of the weights of a randomly drawn batch
-    is, on average, its number of items: the normaliser :func:`weighted_loss` divides by."""
-    weights = torch.as_tensor(weights, dtype=torch.float32)
-    counts = torch.as_tensor(counts, dtype=torch.float64)
-    mean = float((counts * weights.double()).sum() / counts.sum().clamp(min=1))
-    return weights / mean if mean > 0 else weights
-
-
-def labelled_items(labels: torch.Tensor, num_items_in_batch=None, expected_items: float | None = None):
-    """The normaliser of a summed loss: see :func:`weighted_loss`."""
-    if expected_items is not None and torch.is_grad_enabled():
-        return expected_items
-    if num_items_in_batch is None:
-        return (labels != -100).sum().clamp(min=1)
-    if torch.is_tensor(num_items_in_batch):
-        return num_items_in_batch.to(labels.device).clamp(min=1)
-    return max(num_items_in_batch, 1)
-
-
-def summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Class-weighted cross-entropy summed over the labelled items (``-100`` = no label), in fp32."""
-    return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
-        weight=weights.to(logits.device) if weights is not None else None, ignore_index=-100, reduction="sum")
-
-
-def weighted_loss(weights: torch.Tensor | None = None, expected_items: float | None = None):
-    """The Trainer's ``compute_loss_func`` for every classifier and tagger: cross-entropy of sequence logits
-    ``(batch, labels)`` or token logits ``(batch, tokens, labels)``, class-weighted when ``weights`` is given,
-    summed over the labelled items and divided by the number of labelled items of the whole global batch.
-
-    **Why that normaliser.** transformers 4.57 treats a ``compute_loss_func`` as a loss already divided by the items of
-    the global batch: it passes ``num_items_in_batch`` (the labelled items of all gradient-accumulation micro-batches,
-    summed over the processes when ``average_tokens_across_devices``, the default), does not divide the step's loss by
-    the accumulation steps, and multiplies it by the process count (DDP then averages the gradients). A per-batch mean
-    is therefore counted once per micro-batch and once per process: its scale, and with it what gradient clipping
-    does, changed with the cluster layout. Summed and divided by ``num_items_in_batch``, every item weighs the same in
-    batch 32, 16 x accumulation 2, or 2 processes x 16 (``tests/test_loss_scale.py``).
-
-    **The class weights.** torch's weighted mean (``cross_entropy(weight=...)``) divides by the sum of the weights of
-    the batch's items. Its global counterpart, the weights' sum over the global batch, would take a pass over every
-    micro-batch's labels and a gather before the first backward; more to the point, dividing by any batch's own weight
-    sum makes an item's gradient depend on its batch-mates: with 1% positives and balanced weights (50 and 0.5), one
-    positive in a batch of 32 multiplies the normaliser by four, so it shrinks its own gradient and that of the 31
-    others, which undoes much of the weighting (and the step is a ratio of sums, a biased estimate of the weighted
-    mean over the data). Here the weights are rescaled to a mean of 1 over the training items
-    (:func:`mean_one_weights`), so the item count is the expected weight sum of a randomly drawn batch: the loss is on
-    the scale of the weighted mean, each item's weight is ``w_class / items`` whatever else is in its batch, and a step
-    is an unbiased estimate of the weighted mean over the training data. It needs no communication beyond the count
-    the Trainer gathers anyway.
-
-    ``expected_items`` (tagging with length-grouped batches, ``trainer.group_by_length``): a training step divides by
-    this constant instead, the labelled tokens a randomly drawn batch holds on average, in ``num_items_in_batch``'s
-    units (:func:`training.tagging.expected_batch_items`). A batch of short windows holds a tenth of the tokens of a
-    batch of long ones; dividing each batch by its own count would weigh every token of a short window (mostly verse
-    lines) ten times as much as a token of a long one (mostly prose). With the constant each token weighs what it
-    weighs in random batches. Evaluation (no gradient) keeps the batch's count, so eval_loss stays a mean; a direct call
-    without ``num_items_in_batch`` divides by its own batch's labelled items.
-    """
-
-    def compute(outputs, labels, num_items_in_batch=None):
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        return summed_cross_entropy(logits, labels, weights) / labelled_items(labels, num_items_in_batch, expected_items)
-
-    return compute
 
 
 # --- distillation --------------------------------------------------------------------------------------------
@@ -273,139 +178,148 @@ class DistillationTrainer(runner.Trainer):
             self._teacher_probs = None
 
 
-def train_classification(config: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> int:
-    task = get_task(config.task)
-    splits = validate_splits(
-        {"train": config.data.train, "validation": config.data.validation, "test": config.data.test}, task
-    )
-    if "train" not in splits or "validation" not in splits:
-        raise runner.RunDirError(f"{config.name}: data.train and data.validation are required for {task.name}")
-    multi = [s for s, rs in splits.items() if any("label" not in r for r in rs)]
-    if multi:
-        raise runner.RunDirError(f"{config.name}: multi-label records ('labels' mappings) in {multi}: "
-                                 "convert them to single labels (tagsmith.tabular.read_jigsaw binary mode)")
-    labels = label_set(task, splits["train"], config)
-    check_labels(labels, splits)
-    run_dir = runner.prepare_run_dir(config, resume, overwrite)
-    runner.setup_logging(run_dir)
-    log.info("run %s: task %s, labels %s, run dir %s", config.name, task.name, labels, run_dir)
+class ClassificationRun(TaskRun):
+    """Text classification: class weights, a tuned threshold (binary), optional distillation from teachers."""
 
-    train_records = prepare_train_records(config, splits["train"])
-    validation_records = cap_eval(config, splits["validation"])
-    test_records = cap_eval(config, splits.get("test") or [])
-    with runner.main_process_first(config):  # rank 0 builds and saves the vocabulary, the other ranks load it
-        tokenizer = make_tokenizer(config, run_dir, [r["text"] for r in splits["train"]])
-    index = {label: i for i, label in enumerate(labels)}
+    scratch_tokenizer = "wordpiece"
 
-    def encode(records):
-        encoded = tokenizer([r["text"] for r in records], truncation=True, max_length=config.max_length)
-        return [{**{k: encoded[k][i] for k in encoded.keys()}, "labels": index[r["label"]]} for i, r in enumerate(records)]
+    def load(self) -> None:
+        config, task = self.config, self.task
+        splits = validate_splits(
+            {"train": config.data.train, "validation": config.data.validation, "test": config.data.test}, task
+        )
+        require_splits(config, task, splits)
+        multi = [s for s, rs in splits.items() if any("label" not in r for r in rs)]
+        if multi:
+            raise runner.RunDirError(f"{config.name}: multi-label records ('labels' mappings) in {multi}: "
+                                     "convert them to single labels (tagsmith.tabular.read_jigsaw binary mode)")
+        self.labels = label_set(task, splits["train"], config)
+        check_labels(self.labels, splits)
+        self.splits = splits
+        if config.distill.teacher:
+            self.trainer_class = DistillationTrainer
 
-    truncated = sum(len(ids) >= config.max_length for ids in tokenizer([r["text"] for r in train_records],
-                                                                      truncation=True, max_length=config.max_length)["input_ids"])
-    if truncated:
-        log.info("%d training texts are longer than max_length %d tokens and are truncated for classification",
-                 truncated, config.max_length)
-    model = build_model(config, labels, tokenizer, run_dir)
-    log.info("model: %s, %.2fM parameters", config.model.name_or_path or "scratch BERT",
-             sum(p.numel() for p in model.parameters()) / 1e6)
-    validation_gold = np.array([index[r["label"]] for r in validation_records])
-    binary = len(labels) == 2
-    positive = task.positive_label or (labels[1] if binary else None)
+    def started(self) -> None:
+        config, splits = self.config, self.splits
+        log.info("run %s: task %s, labels %s, run dir %s", config.name, self.task.name, self.labels, self.run_dir)
+        self.train_records = prepare_train_records(config, splits["train"])
+        self.validation_records = cap_eval(config, splits["validation"])
+        self.test_records = cap_eval(config, splits.get("test") or [])
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        self.binary = len(self.labels) == 2
+        self.positive = self.task.positive_label or (self.labels[1] if self.binary else None)
 
-    def compute_metrics(prediction):
+    def tokenizer_texts(self) -> list[str]:
+        return [r["text"] for r in self.splits["train"]]
+
+    def encode(self, records):
+        encoded = self.tokenizer([r["text"] for r in records], truncation=True, max_length=self.config.max_length)
+        return [{**{k: encoded[k][i] for k in encoded.keys()}, "labels": self.index[r["label"]]}
+                for i, r in enumerate(records)]
+
+    def prepare(self) -> None:
+        max_length = self.config.max_length
+        truncated = sum(len(ids) >= max_length for ids in self.tokenizer([r["text"] for r in self.train_records],
+                                                                         truncation=True, max_length=max_length)["input_ids"])
+        if truncated:
+            log.info("%d training texts are longer than max_length %d tokens and are truncated for classification",
+                     truncated, max_length)
+
+    def build_model(self):
+        return build_model(self.config, self.labels, self.tokenizer, self.run_dir)
+
+    def argument_defaults(self) -> dict:
+        return {"remove_unused_columns": False} if self.config.distill.teacher else {}
+
+    def compute_metrics(self, prediction):
         probs = softmax(prediction.predictions)
-        return scalar_metrics(classification_metrics(probs, prediction.label_ids, labels, positive=positive if binary else None))
+        return scalar_metrics(classification_metrics(probs, prediction.label_ids, self.labels,
+                                                     positive=self.positive if self.binary else None))
 
-    weights = None
-    if config.class_weighting != "none":
-        train_labels = [r["label"] for r in train_records]
-        counts = Counter(train_labels)
-        weights = mean_one_weights(class_weights(train_labels, labels, config.class_weighting),
-                                   [counts[label] for label in labels])
-        log.info("class weights (%s, mean 1 over the training texts): %s", config.class_weighting,
-                 dict(zip(labels, np.round(weights.tolist(), 3))))
-    stopper = runner.StopOnSignalCallback()
-    common = dict(model=model, eval_dataset=ListDataset(encode(validation_records)),
-                  data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
-                  callbacks=runner.standard_callbacks(config, stopper))
-    if config.distill.teacher:
+    def before_training(self, model, args) -> None:
+        config, labels = self.config, self.labels
+        self.weights = None
+        if config.class_weighting != "none":
+            train_labels = [r["label"] for r in self.train_records]
+            counts = Counter(train_labels)
+            self.weights = mean_one_weights(class_weights(train_labels, labels, config.class_weighting),
+                                            [counts[label] for label in labels])
+            log.info("class weights (%s, mean 1 over the training texts): %s", config.class_weighting,
+                     dict(zip(labels, np.round(self.weights.tolist(), 3))))
+        if not config.distill.teacher:
+            self.train_features = self.encode(self.train_records)
+            return
         with runner.main_process_first(config):  # rank 0 computes (or loads) the teacher logits, the others load them
-            soft = soft_targets(teacher_logits(config, run_dir, labels, [r["text"] for r in train_records]),
+            soft = soft_targets(teacher_logits(config, self.run_dir, labels, [r["text"] for r in self.train_records]),
                                 config.distill.temperature)
         log.info("distilling from %s: temperature %s, alpha %s (soft loss weight)", config.distill.teacher,
                  config.distill.temperature, config.distill.alpha)
-        train_features = [{**f, "teacher_probs": p.tolist()} for f, p in zip(encode(train_records), soft)]
-        trainer = DistillationTrainer(
-            args=runner.training_arguments(config, run_dir, task.main_metric, {"remove_unused_columns": False}),
-            train_dataset=ListDataset(train_features),
-            distill_loss=distillation_loss(weights, float(config.distill.temperature), float(config.distill.alpha)),
-            **common)
-    else:
-        trainer = runner.Trainer(
-            args=runner.training_arguments(config, run_dir, task.main_metric, {}),
-            train_dataset=ListDataset(encode(train_records)),
-            compute_loss_func=weighted_loss(weights), **common)
-    train_seconds = runner.train_until_done_or_signal(trainer, run_dir, resume, stopper)
-    if train_seconds is None:
-        return runner.EXIT_REQUEUE
-    # every rank takes part in predict() (it gathers across processes); only rank 0 writes
-    validation_probs = softmax(trainer.predict(ListDataset(encode(validation_records))).predictions)
-    started = time.time()
-    test_probs = softmax(trainer.predict(ListDataset(encode(test_records))).predictions) if test_records else None
-    test_seconds = time.time() - started
-    if not trainer.is_world_process_zero():
-        return 0
-    threshold, tuning, points = None, None, None
-    if binary:
-        threshold = 0.5
-        positive_index = labels.index(positive)
-        if config.tune_decision:
-            gold01 = (validation_gold == positive_index).astype(int)
-            tuning = tune_threshold(validation_probs[:, positive_index], gold01,
-                                    objective=config.options.get("threshold_objective", "f1"),
-                                    target_recall=config.options.get("target_recall"))
-            threshold = float(tuning["threshold"])
-            log.info("threshold for %r tuned on validation: %.4f (%s)", positive, threshold, tuning)
-            points = operating_points(validation_probs[:, positive_index], gold01)
-            log.info("operating points on validation: %s", points)
-    validation_scores = classification_metrics(validation_probs, validation_gold, labels, threshold=threshold,
-                                               positive=positive if binary else None)
-    results = {
-        "task": task.name, "run": config.name, "labels": labels, "global_step": trainer.state.global_step,
-        "best_checkpoint": trainer.state.best_model_checkpoint, "train_seconds": round(train_seconds, 1),
-        "train_texts_per_second": round(len(train_records) * (trainer.state.epoch or 0) / max(train_seconds, 1e-9), 1),
-        "threshold": threshold, "threshold_tuning": tuning, "operating_points": points, "validation": validation_scores,
-    }
-    if test_records:
-        results["inference_texts_per_second"] = round(len(test_records) / max(test_seconds, 1e-9), 1)
-        test_gold = np.array([index[r["label"]] for r in test_records])
-        results["test"] = classification_metrics(test_probs, test_gold, labels, threshold=threshold,
-                                                 positive=positive if binary else None)
+        self.train_features = [{**f, "teacher_probs": p.tolist()} for f, p in zip(self.encode(self.train_records), soft)]
+
+    def trainer_parts(self, model, args) -> dict:
+        distill = self.config.distill
+        loss = (dict(distill_loss=distillation_loss(self.weights, float(distill.temperature), float(distill.alpha)))
+                if distill.teacher else dict(compute_loss_func=weighted_loss(self.weights)))
+        return dict(train_dataset=ListDataset(self.train_features),
+                    eval_dataset=ListDataset(self.encode(self.validation_records)),
+                    data_collator=DataCollatorWithPadding(self.tokenizer), compute_metrics=self.compute_metrics, **loss)
+
+    def eval_features(self):
+        return self.encode(self.validation_records), self.encode(self.test_records) if self.test_records else None
+
+    def results(self, trainer, predictions, train_seconds):
+        config, labels, positive, binary = self.config, self.labels, self.positive, self.binary
+        validation_probs, test_probs, test_seconds = predictions
+        validation_probs = softmax(validation_probs)
+        test_probs = softmax(test_probs) if test_probs is not None else None
+        validation_gold = np.array([self.index[r["label"]] for r in self.validation_records])
+        test_records = self.test_records
+        threshold, tuning, points = None, None, None
         if binary:
-            results["test_at_0.5"] = scalar_metrics(classification_metrics(test_probs, test_gold, labels, threshold=0.5,
-                                                                           positive=positive))
-        write_jsonl(run_dir / "test_predictions.jsonl", (
-            {"text": r["text"], "gold": r["label"], "predicted": _predicted(p, labels, threshold, positive),
-             "probabilities": {l: round(float(x), 5) for l, x in zip(labels, p)}}
-            for r, p in zip(test_records, test_probs)
-        ))
-        log.info("test %s: %.4f", task.main_metric, results["test"][task.main_metric])
-    results["config"] = config.to_dict()
-    best = run_dir / "best"
-    trainer.save_model(str(best))
-    tokenizer.save_pretrained(str(best))
-    runner.write_json(best / "tagsmith.json", runner.manifest(
-        config, labels=labels, positive_label=positive, threshold=threshold, operating_points=points,
-        threshold_objective=config.options.get("threshold_objective", "f1") if tuning else None,
-        distilled_from=[str(p) for p in teacher_dirs(config)] if config.distill.teacher else None,
-        metrics={"validation": scalar_metrics(validation_scores), "test": scalar_metrics(results.get("test", {}))},
-        data_grade=config.options.get("data_grade", "real"),
-    ))
-    runner.write_json(run_dir / "results.json", results)
-    runner.plot_curves(trainer.state.log_history, task.main_metric, run_dir / "curves.png")
-    log.info("done: best model in %s, results in %s", best, run_dir / "results.json")
-    return 0
+            threshold = 0.5
+            positive_index = labels.index(positive)
+            if config.tune_decision:
+                gold01 = (validation_gold == positive_index).astype(int)
+                tuning = tune_threshold(validation_probs[:, positive_index], gold01,
+                                        objective=config.options.get("threshold_objective", "f1"),
+                                        target_recall=config.options.get("target_recall"))
+                threshold = float(tuning["threshold"])
+                log.info("threshold for %r tuned on validation: %.4f (%s)", positive, threshold, tuning)
+                points = operating_points(validation_probs[:, positive_index], gold01)
+                log.info("operating points on validation: %s", points)
+        validation_scores = classification_metrics(validation_probs, validation_gold, labels, threshold=threshold,
+                                                   positive=positive if binary else None)
+        results = {
+            "task": self.task.name, "run": config.name, "labels": labels, "global_step": trainer.state.global_step,
+            "best_checkpoint": trainer.state.best_model_checkpoint, "train_seconds": round(train_seconds, 1),
+            "train_texts_per_second": round(len(self.train_records) * (trainer.state.epoch or 0)
+                                            / max(train_seconds, 1e-9), 1),
+            "threshold": threshold, "threshold_tuning": tuning, "operating_points": points,
+            "validation": validation_scores,
+        }
+        if test_records:
+            results["inference_texts_per_second"] = round(len(test_records) / max(test_seconds, 1e-9), 1)
+            test_gold = np.array([self.index[r["label"]] for r in test_records])
+            results["test"] = classification_metrics(test_probs, test_gold, labels, threshold=threshold,
+                                                     positive=positive if binary else None)
+            if binary:
+                results["test_at_0.5"] = scalar_metrics(classification_metrics(test_probs, test_gold, labels,
+                                                                               threshold=0.5, positive=positive))
+            write_jsonl(self.run_dir / "test_predictions.jsonl", (
+                {"text": r["text"], "gold": r["label"], "predicted": _predicted(p, labels, threshold, positive),
+                 "probabilities": {l: round(float(x), 5) for l, x in zip(labels, p)}}
+                for r, p in zip(test_records, test_probs)
+            ))
+            log.info("test %s: %.4f", self.task.main_metric, results["test"][self.task.main_metric])
+        fields = dict(
+            labels=labels, positive_label=positive, threshold=threshold, operating_points=points,
+            threshold_objective=config.options.get("threshold_objective", "f1") if tuning else None,
+            distilled_from=[str(p) for p in teacher_dirs(config)] if config.distill.teacher else None,
+            metrics={"validation": scalar_metrics(validation_scores), "test": scalar_metrics(results.get("test", {}))},
+            data_grade=config.options.get("data_grade", "real"),
+        )
+        return results, fields
+
 
 
 def _predicted(probs: np.ndarray, labels: list[str], threshold: float | None, positive: str | None) -> str:

@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling
+from transformers import AutoModelForMaskedLM, BertForMaskedLM, DataCollatorForLanguageModeling
 from transformers.modeling_outputs import MaskedLMOutput
 
 from tagsmith.config import ExperimentConfig
@@ -22,7 +22,9 @@ from tagsmith.records import DataValidationError, Problem, validate_file
 from tagsmith.tasks import get_task
 from training import runner
 from training.datasets import ListDataset
-from training.tokenizer import build_char_tokenizer, build_wordpiece_tokenizer, load_tokenizer, resolve_model_path
+from training.model import scratch_bert_config
+from training.run import TaskRun
+from training.tokenizer import load_tokenizer, resolve_model_path
 
 log = runner.log
 
@@ -160,23 +162,6 @@ class PadOffsets:
         return self.collator(padded)
 
 
-def make_tokenizer(config: ExperimentConfig, run_dir: Path, texts: list[str]):
-    if config.model.name_or_path:
-        return load_tokenizer(resolve_model_path(config.model.name_or_path))
-    saved = run_dir / "tokenizer"
-    if (saved / "tokenizer.json").is_file():
-        return load_tokenizer(saved)
-    kind = config.options.get("scratch_tokenizer", "char")
-    if kind == "char":
-        s = config.model.scratch
-        tokenizer = build_char_tokenizer(texts, saved, s.min_char_count, s.max_vocab_size)
-        tokenizer.save_pretrained(saved)
-    else:
-        tokenizer = build_wordpiece_tokenizer(texts, saved, config.model.scratch.max_vocab_size)
-    log.info("built a %s vocabulary of %d tokens", kind, len(tokenizer))
-    return tokenizer
-
-
 def build_model(config: ExperimentConfig, tokenizer) -> tuple[torch.nn.Module, list[str]]:
     """The model, and the names of the masked-LM head weights it did not find (newly initialised) in the checkpoint.
 
@@ -187,14 +172,7 @@ def build_model(config: ExperimentConfig, tokenizer) -> tuple[torch.nn.Module, l
         model, info = AutoModelForMaskedLM.from_pretrained(resolve_model_path(config.model.name_or_path),
                                                            output_loading_info=True)
         return model, sorted(k for k in info.get("missing_keys", []) if k.split(".")[0] in ("cls", "lm_head"))
-    s = config.model.scratch
-    return BertForMaskedLM(BertConfig(
-        vocab_size=len(tokenizer), hidden_size=s.hidden_size, num_hidden_layers=s.num_hidden_layers,
-        num_attention_heads=s.num_attention_heads, intermediate_size=s.intermediate_size,
-        max_position_embeddings=max(s.max_position_embeddings, config.max_length),
-        hidden_dropout_prob=s.hidden_dropout_prob, attention_probs_dropout_prob=s.attention_probs_dropout_prob,
-        pad_token_id=tokenizer.pad_token_id,
-    )), []
+    return BertForMaskedLM(scratch_bert_config(config, tokenizer)), []
 
 
 def head_and_base(model) -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
@@ -286,93 +264,111 @@ def score_masked_positions_only(model) -> bool:
     return True
 
 
-def train_mlm(config: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> int:
-    train_texts, held_out = read_texts(config)
-    if not held_out:
-        raise runner.RunDirError(f"{config.name}: no held-out text to evaluate on")
-    run_dir = runner.prepare_run_dir(config, resume, overwrite)
-    runner.setup_logging(run_dir)
-    with runner.main_process_first(config):  # rank 0 builds and saves the vocabulary, the other ranks load it
-        tokenizer = make_tokenizer(config, run_dir, train_texts)
-    if tokenizer.mask_token is None:
-        raise runner.RunDirError(f"{config.model.name_or_path}: the tokenizer has no mask token")
-    max_length = min(config.max_length, getattr(tokenizer, "model_max_length", config.max_length) or config.max_length)
-    progress = runner.is_main_process()
-    train_blocks = chunk(train_texts, tokenizer, max_length, config.data.max_train_records, config.seed,
-                         progress=progress, what="training texts")
-    eval_blocks = chunk(held_out, tokenizer, max_length, config.data.max_eval_records, config.seed,
-                        progress=progress, what="held-out texts")
-    log.info("run %s: %d training texts -> %d blocks, %d held-out texts -> %d blocks (max_length %d)",
-             config.name, len(train_texts), len(train_blocks), len(held_out), len(eval_blocks), max_length)
-    probability = float(config.options.get("mlm_probability", 0.15))
-    whole_word = use_whole_word_mask(config, tokenizer, train_texts)
-    model, new_head = build_model(config, tokenizer)
-    log.info("model: %s, %.2fM parameters, whole-word masking %s", config.model.name_or_path or "scratch BERT",
-             sum(p.numel() for p in model.parameters()) / 1e6, whole_word)
-    collator = training_collator(tokenizer, probability, whole_word, config.seed)
-    train_dataset = ListDataset(_with_offsets(train_blocks, tokenizer, whole_word))
-    # the collator consumes offset_mapping / special_tokens_mask (whole-word masking): the Trainer must pass them on
-    args = runner.training_arguments(config, run_dir, "loss", {"greater_is_better": False,
-                                                               "remove_unused_columns": False})
-    model.to(args.device)  # "before" and the head warm-up run on the training device (a GPU on a cluster)
-    warmup = {"steps": 0}
-    before_warmup = None
-    # options.head_warmup_steps: "auto" = 200 steps when the checkpoint has no masked-LM head, else none
-    steps = config.options.get("head_warmup_steps", "auto")
-    steps = (200 if new_head else 0) if steps == "auto" else int(steps)
-    # a resumed run warms up again (seeded: the same head, so "before" is the same); its checkpoint then replaces it
-    if steps:
-        if new_head:
-            log.info("%s has no masked-LM head (%d weights newly initialised: %s, ...)", config.model.name_or_path,
-                     len(new_head), new_head[0])
-        before_warmup = masked_lm_scores(model, tokenizer, eval_blocks, probability, config.seed)
-        log.info("before adaptation, random head: %s", before_warmup)
-        warmup = warm_up_head(model, tokenizer, train_dataset.items, collator, steps,
-                              float(config.options.get("head_warmup_learning_rate", 1e-3)),
-                              config.trainer.get("per_device_train_batch_size", 16), config.seed,
-                              progress=runner.is_main_process(), bf16=bool(args.bf16))
-        log.info("head warm-up: %s", warmup)
-    before = masked_lm_scores(model, tokenizer, eval_blocks, probability, config.seed)
-    log.info("before adaptation%s: %s", " (original encoder, warmed-up head)" if warmup["steps"] else "", before)
+class MlmRun(TaskRun):
+    """Masked-LM adaptation: blocks of tokens, an optional warm-up of a new head, scores before and after on the
+    same masked positions of the held-out text."""
 
-    if config.options.get("score_masked_only", True) and score_masked_positions_only(model):
-        log.info("training scores the vocabulary at masked positions only")
-    stopper = runner.StopOnSignalCallback()
-    trainer = runner.Trainer(
-        model=model, args=args, data_collator=collator,
-        train_dataset=train_dataset,
-        eval_dataset=ListDataset(_with_offsets(eval_blocks, tokenizer, whole_word)),
-        callbacks=runner.standard_callbacks(config, stopper),
-    )
-    seconds = runner.train_until_done_or_signal(trainer, run_dir, resume, stopper)
-    if seconds is None:
-        return runner.EXIT_REQUEUE
-    if not trainer.is_world_process_zero():
-        return 0
-    after = masked_lm_scores(trainer.model, tokenizer, eval_blocks, probability, config.seed)
-    log.info("after adaptation: %s", after)
-    tokens = sum(len(b["input_ids"]) for b in train_blocks) * (trainer.state.epoch or 0)
-    results = {
-        "task": "mlm", "run": config.name, "global_step": trainer.state.global_step, "train_seconds": round(seconds, 1),
-        "train_tokens_per_second": round(tokens / max(seconds, 1e-9), 1), "whole_word_mask": whole_word,
-        "mlm_probability": probability, "held_out_texts": len(held_out),
-        "before": before, "after": after,
-        "perplexity_change": after["perplexity"] - before["perplexity"],
-        "new_head_weights": new_head, "head_warmup": warmup,
-        **({"before_head_warmup": before_warmup} if before_warmup is not None else {}),
-        "config": config.to_dict(),
-    }
-    best = run_dir / "best"
-    trainer.save_model(str(best))
-    tokenizer.save_pretrained(str(best))
-    runner.write_json(best / "tagsmith.json", runner.manifest(
-        config, labels=[], mask_token=tokenizer.mask_token, metrics={"before": before, "after": after},
-    ))
-    runner.write_json(run_dir / "results.json", results)
-    runner.plot_curves(trainer.state.log_history, "loss", run_dir / "curves.png")
-    log.info("done: perplexity %.2f -> %.2f, top-5 %.3f -> %.3f; best model in %s", before["perplexity"],
-             after["perplexity"], before["top5_accuracy"], after["top5_accuracy"], best)
-    return 0
+    @property
+    def metric(self) -> str:
+        return "loss"
+
+    @property
+    def scratch_tokenizer(self) -> str:
+        return self.config.options.get("scratch_tokenizer", "char")
+
+    def load(self) -> None:
+        self.train_texts, self.held_out = read_texts(self.config)
+        if not self.held_out:
+            raise runner.RunDirError(f"{self.config.name}: no held-out text to evaluate on")
+
+    def tokenizer_texts(self) -> list[str]:
+        return self.train_texts
+
+    def prepare(self) -> None:
+        config, tokenizer = self.config, self.tokenizer
+        if tokenizer.mask_token is None:
+            raise runner.RunDirError(f"{config.model.name_or_path}: the tokenizer has no mask token")
+        max_length = min(config.max_length, getattr(tokenizer, "model_max_length", config.max_length) or config.max_length)
+        progress = runner.is_main_process()
+        self.train_blocks = chunk(self.train_texts, tokenizer, max_length, config.data.max_train_records, config.seed,
+                                  progress=progress, what="training texts")
+        self.eval_blocks = chunk(self.held_out, tokenizer, max_length, config.data.max_eval_records, config.seed,
+                                 progress=progress, what="held-out texts")
+        log.info("run %s: %d training texts -> %d blocks, %d held-out texts -> %d blocks (max_length %d)",
+                 config.name, len(self.train_texts), len(self.train_blocks), len(self.held_out), len(self.eval_blocks),
+                 max_length)
+        self.probability = float(config.options.get("mlm_probability", 0.15))
+        self.whole_word = use_whole_word_mask(config, tokenizer, self.train_texts)
+
+    def build_model(self):
+        model, self.new_head = build_model(self.config, self.tokenizer)
+        return model
+
+    def describe_model(self, model) -> str:
+        return f"{super().describe_model(model)}, whole-word masking {self.whole_word}"
+
+    def argument_defaults(self) -> dict:
+        # the collator consumes offset_mapping / special_tokens_mask (whole-word masking): the Trainer must pass them on
+        return {"greater_is_better": False, "remove_unused_columns": False}
+
+    def before_training(self, model, args) -> None:
+        config, tokenizer, new_head = self.config, self.tokenizer, self.new_head
+        self.collator = training_collator(tokenizer, self.probability, self.whole_word, config.seed)
+        self.train_dataset = ListDataset(_with_offsets(self.train_blocks, tokenizer, self.whole_word))
+        model.to(args.device)  # "before" and the head warm-up run on the training device (a GPU on a cluster)
+        self.warmup = {"steps": 0}
+        self.before_warmup = None
+        # options.head_warmup_steps: "auto" = 200 steps when the checkpoint has no masked-LM head, else none
+        steps = config.options.get("head_warmup_steps", "auto")
+        steps = (200 if new_head else 0) if steps == "auto" else int(steps)
+        # a resumed run warms up again (seeded: the same head, so "before" is the same); its checkpoint then replaces it
+        if steps:
+            if new_head:
+                log.info("%s has no masked-LM head (%d weights newly initialised: %s, ...)", config.model.name_or_path,
+                         len(new_head), new_head[0])
+            self.before_warmup = masked_lm_scores(model, tokenizer, self.eval_blocks, self.probability, config.seed)
+            log.info("before adaptation, random head: %s", self.before_warmup)
+            self.warmup = warm_up_head(model, tokenizer, self.train_dataset.items, self.collator, steps,
+                                       float(config.options.get("head_warmup_learning_rate", 1e-3)),
+                                       config.trainer.get("per_device_train_batch_size", 16), config.seed,
+                                       progress=runner.is_main_process(), bf16=bool(args.bf16))
+            log.info("head warm-up: %s", self.warmup)
+        self.before = masked_lm_scores(model, tokenizer, self.eval_blocks, self.probability, config.seed)
+        log.info("before adaptation%s: %s", " (original encoder, warmed-up head)" if self.warmup["steps"] else "",
+                 self.before)
+        if config.options.get("score_masked_only", True) and score_masked_positions_only(model):
+            log.info("training scores the vocabulary at masked positions only")
+
+    def trainer_parts(self, model, args) -> dict:
+        return dict(data_collator=self.collator, train_dataset=self.train_dataset,
+                    eval_dataset=ListDataset(_with_offsets(self.eval_blocks, self.tokenizer, self.whole_word)))
+
+    def predict(self, trainer):
+        return None  # scored on rank 0 alone, in results()
+
+    def results(self, trainer, predictions, train_seconds):
+        config, before = self.config, self.before
+        after = self.after = masked_lm_scores(trainer.model, self.tokenizer, self.eval_blocks, self.probability,
+                                              config.seed)
+        log.info("after adaptation: %s", after)
+        tokens = sum(len(b["input_ids"]) for b in self.train_blocks) * (trainer.state.epoch or 0)
+        results = {
+            "task": "mlm", "run": config.name, "global_step": trainer.state.global_step,
+            "train_seconds": round(train_seconds, 1),
+            "train_tokens_per_second": round(tokens / max(train_seconds, 1e-9), 1), "whole_word_mask": self.whole_word,
+            "mlm_probability": self.probability, "held_out_texts": len(self.held_out),
+            "before": before, "after": after,
+            "perplexity_change": after["perplexity"] - before["perplexity"],
+            "new_head_weights": self.new_head, "head_warmup": self.warmup,
+            **({"before_head_warmup": self.before_warmup} if self.before_warmup is not None else {}),
+        }
+        return results, dict(labels=[], mask_token=self.tokenizer.mask_token, metrics={"before": before, "after": after})
+
+    def finished(self, best: Path, results: dict) -> None:
+        before, after = self.before, self.after
+        log.info("done: perplexity %.2f -> %.2f, top-5 %.3f -> %.3f; best model in %s", before["perplexity"],
+                 after["perplexity"], before["top5_accuracy"], after["top5_accuracy"], best)
+
 
 
 def _with_offsets(blocks: list[dict], tokenizer, whole_word: bool) -> list[dict]:

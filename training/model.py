@@ -85,6 +85,26 @@ def _keeps_head(saved: PretrainedConfig, labels: list[str], head) -> bool:
             and list(saved.cnn_kernels) == list(head.cnn_kernels) and saved.cnn_filters == head.cnn_filters)
 
 
+def scratch_bert_config(config, tokenizer, **extra) -> PretrainedConfig:
+    """The BERT config of a model trained from scratch (``model.scratch``), for ``tokenizer``'s vocabulary; ``extra``
+    adds keys (label maps). Position embeddings cover at least ``max_length``."""
+    from transformers import BertConfig
+
+    s = config.model.scratch
+    return BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=s.hidden_size,
+        num_hidden_layers=s.num_hidden_layers,
+        num_attention_heads=s.num_attention_heads,
+        intermediate_size=s.intermediate_size,
+        max_position_embeddings=max(s.max_position_embeddings, config.max_length),
+        hidden_dropout_prob=s.hidden_dropout_prob,
+        attention_probs_dropout_prob=s.attention_probs_dropout_prob,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
+
+
 def build_tagging_model(labels: list[str], head, encoder_config: PretrainedConfig | None = None, pretrained: str | None = None):
     """A new tagging model: from a pretrained encoder (hub id / path) or from ``encoder_config`` (scratch).
 

@@ -37,6 +37,31 @@ def load_tokenizer(name_or_path: str | Path):
     return AutoTokenizer.from_pretrained(str(name_or_path), use_fast=True)
 
 
+def run_tokenizer(config, run_dir: Path, texts: list[str], scratch_kind: str = "char"):
+    """The tokenizer of a run: the pretrained model's (``model.name_or_path``: hub id, path or ``package:``); else the
+    vocabulary saved in RUN_DIR/tokenizer (``--resume``: it must not change); else one built from the training
+    ``texts`` and saved there: ``char`` (one token per character, ``model.scratch.min_char_count`` /
+    ``max_vocab_size``) or ``wordpiece`` (``max_vocab_size``)."""
+    import logging
+
+    if config.model.name_or_path:
+        return load_tokenizer(resolve_model_path(config.model.name_or_path))
+    saved = Path(run_dir) / "tokenizer"
+    if (saved / "tokenizer.json").is_file():
+        return load_tokenizer(saved)
+    scratch = config.model.scratch
+    if scratch_kind == "char":
+        tokenizer = build_char_tokenizer(texts, saved, scratch.min_char_count, scratch.max_vocab_size)
+        tokenizer.save_pretrained(saved)
+    elif scratch_kind == "wordpiece":
+        tokenizer = build_wordpiece_tokenizer(texts, saved, scratch.max_vocab_size)
+    else:
+        raise ValueError(f"scratch tokenizer {scratch_kind!r}: char or wordpiece")
+    logging.getLogger("tagsmith").info("built a %s vocabulary of %d tokens from the training texts", scratch_kind,
+                                       len(tokenizer))
+    return tokenizer
+
+
 def build_wordpiece_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int = 12000) -> BertTokenizerFast:
     """A lower-cased WordPiece vocabulary trained on the texts (for from-scratch English models)."""
     from tokenizers import BertWordPieceTokenizer

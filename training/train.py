@@ -32,17 +32,15 @@ def _close_process_group(wait: bool) -> None:
 
 
 def _dispatch(config: ExperimentConfig, resume: bool, overwrite: bool) -> int:
+    from training.run import run_task
+
     task = get_task(config.task)
     if task.kind == "tagging":
-        from training.tagging import train_tagging
-
-        return train_tagging(config, resume=resume, overwrite=overwrite)
-    if task.kind == "classification":
-        from training.classification import train_classification
-
-        return train_classification(config, resume=resume, overwrite=overwrite)
-    if task.kind == "mlm":
-        from training.mlm import train_mlm
-
-        return train_mlm(config, resume=resume, overwrite=overwrite)
-    raise NotImplementedError(f"task kind {task.kind!r} has no trainer yet")
+        from training.tagging import TaggingRun as Run
+    elif task.kind == "classification":
+        from training.classification import ClassificationRun as Run
+    elif task.kind == "mlm":
+        from training.mlm import MlmRun as Run
+    else:
+        raise NotImplementedError(f"task kind {task.kind!r} has no trainer yet")
+    return run_task(config, Run(config), resume=resume, overwrite=overwrite)
