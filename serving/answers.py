@@ -1,12 +1,18 @@
 """The JSON the HTTP API answers with: pydantic models (they are the OpenAPI document) and the functions that
-turn a runtime's raw output into them. Positions are offsets into the caller's own text, in characters."""
+turn a runtime's raw output into them. Positions are offsets into the caller's own text, in characters.
+
+Each answer shape (:data:`SHAPES`, named by a task's ``answer`` in the task registry) checks what a request asks of
+the runtime before the texts are batched (``prepare``) and shapes the runtime's raw results (``results``). The
+texts a runtime renders (segmented, punctuated) are its own ``output``: nothing is rendered a second time here."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tagsmith.decision import at_threshold
 from tagsmith.tasks import SEGMENT_SEPARATOR, segmentation_sentences
 
 
@@ -204,22 +210,23 @@ INFO_EXAMPLE = {
 
 
 def segmented(raw: dict) -> dict:
+    """``raw``: a tagging runtime's result (``Tagged.as_dict``); ``output`` is its rendering (the sentences joined
+    by the separator)."""
     text, labels = raw["text"], raw["labels"]
     spans = segmentation_sentences(text, labels)
-    return {"text": text, "segmented": SEGMENT_SEPARATOR.join(text[a:b] for a, b in spans),
+    return {"text": text, "segmented": raw["output"],
             "sentences": [{"text": text[a:b], "start": a, "end": b} for a, b in spans],
             "labels": labels, "confidence": raw["confidence"]}
 
 
 def punctuated(raw: dict) -> dict:
-    text, out, marks = raw["text"], [], []
-    for index, (char, label, confidence) in enumerate(zip(text, raw["labels"], raw["confidence"])):
-        out.append(char)
+    """``raw``: a tagging runtime's result; ``output`` is its rendering (the text with the marks inserted)."""
+    text, marks = raw["text"], []
+    for index, (label, confidence) in enumerate(zip(raw["labels"], raw["confidence"])):
         if label != "O":
             marks.append({"mark": label, "position": index + 1, "output_position": index + 1 + len(marks),
                           "confidence": confidence})
-            out.append(label)
-    return {"text": text, "punctuated": "".join(out), "marks": marks}
+    return {"text": text, "punctuated": raw["output"], "marks": marks}
 
 
 def toxicity(raw: dict, threshold: Any, positive: str | None, point: str | None = None,
@@ -232,7 +239,7 @@ def toxicity(raw: dict, threshold: Any, positive: str | None, point: str | None 
     label = raw["label"]
     if binary and chosen is not None:
         other = next(name for name in probabilities if name != positive)
-        label, threshold = (positive if probability >= chosen else other), chosen
+        label, threshold = (positive if at_threshold(probability, chosen) else other), chosen
     return {"text": raw["text"], "label": label, "probability": probability,
             "threshold": threshold if threshold is not None else (0.5 if binary else None),
             "operating_point": point, "positive_label": positive if binary else None, "probabilities": probabilities}
@@ -263,3 +270,56 @@ def filled_mask(text: str, masks: list[list[dict]], mask_token: str, top_k: int)
     for candidates in masks:
         filled = filled.replace(mask_token, candidates[0]["token"] if candidates else mask_token, 1)
     return {"text": text, "filled": filled, "masks": masks}
+
+
+# --- answer shapes: what a request asks of a runtime, and its results -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How one kind of answer is made. ``prepare(runtime, texts, **request)``: the request's settings checked
+    against the runtime (``serving.limits.InputError`` for what it cannot honour), before any model run;
+    ``results(raw, texts, runtime, prepared)``: the runtime's raw results (one per text) -> the answers;
+    ``response``: the response model (the OpenAPI document)."""
+
+    response: type[BaseModel]
+    results: Callable[..., list]
+    prepare: Callable[..., dict] = lambda runtime, texts, **request: {}
+
+
+def _classification_settings(runtime, texts, threshold: float | None = None, operating_point: str | None = None,
+                             **_: Any) -> dict:
+    from serving.limits import InputError
+
+    settings = runtime.settings()
+    try:
+        point, chosen = choose_threshold(settings, threshold, operating_point)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    return {"threshold": settings["threshold"], "positive": settings["positive_label"], "point": point,
+            "chosen": chosen}
+
+
+def _mask_settings(runtime, texts, top_k: int = 5, limits=None, **_: Any) -> dict:
+    from serving.limits import InputError, check_top_k
+
+    top_k = check_top_k(top_k, limits)
+    mask_token = runtime.mask_token
+    missing = [i for i, text in enumerate(texts) if mask_token not in text]
+    if missing:
+        detail = [{"loc": ["texts", i], "msg": f"no {mask_token}"} for i in missing]
+        raise InputError(f"texts[{missing[0]}] has no {mask_token} token: put {mask_token} where a token should "
+                         "be predicted", detail=detail)
+    return {"top_k": top_k, "mask_token": mask_token}
+
+
+SHAPES: dict[str, Shape] = {
+    "segmented": Shape(SegmentResponse, lambda raw, texts, runtime, prepared: [segmented(r) for r in raw]),
+    "punctuated": Shape(PunctuateResponse, lambda raw, texts, runtime, prepared: [punctuated(r) for r in raw]),
+    "toxicity": Shape(ToxicityResponse, lambda raw, texts, runtime, prepared: [toxicity(r, **prepared) for r in raw],
+                      _classification_settings),
+    "filled_mask": Shape(FillMaskResponse,
+                         lambda raw, texts, runtime, prepared: [filled_mask(t, m, prepared["mask_token"], prepared["top_k"])
+                                                                for t, m in zip(texts, raw)],
+                         _mask_settings),
+}

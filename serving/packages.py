@@ -175,10 +175,7 @@ def model_info(entry: Served) -> dict:
         info["decision_bias"] = manifest.get("decision_bias", 0.0)
         info["window_overlap"] = manifest.get("window_overlap", 0)
     elif runtime.kind == "classification":
-        info["threshold"] = runtime.threshold
-        info["positive_label"] = runtime.positive
-        info["operating_points"] = manifest.get("operating_points") or {}
-        info["threshold_objective"] = manifest.get("threshold_objective")
+        info.update(runtime.settings())
     else:
         info["mask_token"] = runtime.mask_token
     return info

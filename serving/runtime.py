@@ -21,7 +21,8 @@ import numpy as np
 
 from tagsmith.hashing import sha256_file  # noqa: F401 (package verification; re-exported)
 from tagsmith.convert import to_script
-from tagsmith.decision import bias_indices, decide_classes, decode, sigmoid, softmax  # noqa: F401 (re-exported)
+from tagsmith.decision import (bias_indices, biased, decide_classes, decode, decode_scores,  # noqa: F401 (re-exported)
+                               sigmoid, softmax)
 from tagsmith.manifest import MANIFEST, PACKAGE_FORMAT
 from tagsmith.manifest import read_manifest as read_manifest_file
 from tagsmith.windows import first_token_logits, first_token_positions, merge_record_windows, window_spans
@@ -232,22 +233,24 @@ class TaggingRuntime(Runtime):
                   for (_, start, end), encoding, logits in zip(owners, encodings, outputs)]
         return merge_record_windows(owners, [len(text) for text in texts], values)
 
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """The scores every decision of this model is taken on: the logits with the tuned decision bias added
+        (once, here)."""
+        return biased(logits, self.bias_ids, self.bias)
+
     def predict(self, texts: Sequence[str]) -> list[Tagged]:
         results = []
         for text, logits in zip(texts, self.char_logits(texts)):
-            labels = decode(logits, self.labels, self.bias_ids, self.bias)
-            results.append(Tagged(text, labels, self.confidence(logits),
+            scores = self.scores(logits)
+            labels = decode_scores(scores, self.labels)
+            results.append(Tagged(text, labels, self.confidence(scores),
                                   self.render(text, labels) if self.render else None))
         return results
 
-    def confidence(self, logits: np.ndarray) -> list[float]:
-        """Softmax probability of the chosen label, over the logits the decision was made on (bias included)."""
-        if not len(logits):
-            return []
-        scores = np.array(logits, dtype=np.float32, copy=True)
-        if self.bias:
-            scores[:, self.bias_ids] += self.bias
-        return [round(float(p), 6) for p in softmax(scores).max(-1)]
+    @staticmethod
+    def confidence(scores: np.ndarray) -> list[float]:
+        """Softmax probability of the chosen label, over the (biased) scores the decision was made on."""
+        return [round(float(p), 6) for p in softmax(scores).max(-1)] if len(scores) else []
 
 
 class BoundaryRuntime:
@@ -278,11 +281,8 @@ class BoundaryRuntime:
 
         source, results = self.source, []
         for text, logits in zip(texts, source.char_logits(texts)):
-            marks = decode(logits, source.labels, source.bias_ids, source.bias)
-            ends = [mark != "O" for mark in marks]
-            scores = np.array(logits, dtype=np.float32, copy=True)
-            if source.bias and len(scores):
-                scores[:, source.bias_ids] += source.bias
+            scores = source.scores(logits)
+            ends = [mark != "O" for mark in decode_scores(scores, source.labels)]
             no_mark = softmax(scores)[:, self.none] if len(scores) else np.zeros(0)
             confidence = [round(float(1.0 - p if end else p), 6) for p, end in zip(no_mark, ends)]
             labels = labels_from_ends(ends) if text else []
@@ -325,6 +325,15 @@ class ClassificationRuntime(Runtime):
         self.threshold = self.manifest.get("threshold")
         positive = self.manifest.get("positive_label")
         self.positive = positive if positive in self.labels else (self.labels[1] if len(self.labels) == 2 else None)
+        #: thresholds tuned on validation that a request may pick by name, and the one the model decides at
+        self.operating_points = self.manifest.get("operating_points") or {}
+        self.threshold_objective = self.manifest.get("threshold_objective")
+
+    def settings(self) -> dict:
+        """The decision settings a request works with (and ``/info`` reports): the threshold, the positive label,
+        the named operating points and which of them the model's own threshold is."""
+        return {"threshold": self.threshold, "positive_label": self.positive,
+                "operating_points": self.operating_points, "threshold_objective": self.threshold_objective}
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch([self.model_text(text) for text in texts])

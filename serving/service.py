@@ -34,11 +34,13 @@ with bentoml.importing():
     from serving.batching import Batcher, Overloaded
     from serving.demo_page import demo_app
     from serving.http_guards import BodyLimitMiddleware, DocumentMiddleware, JSONErrorsMiddleware, JSONOnlyMiddleware
-    from serving.limits import InputError, Limits, check_texts, check_top_k, texts_type
+    from serving.limits import InputError, Limits, check_texts, texts_type
     from serving.openapi import document
     from serving.packages import (TASKS, load_all, log_to_stderr, model_info, models_dir, not_served_message,
                                   present_tasks, runtime_threads)
 
+#: task -> the shape of its answer (serving.answers.SHAPES)
+ANSWER_SHAPE = {"segmentation": "segmented", "punctuation": "punctuated", "toxicity": "toxicity", "mlm": "filled_mask"}
 LIMITS = Limits.from_env()
 MAX_BATCH_SIZE = int(os.environ.get("TAGSMITH_MAX_BATCH_SIZE", 32))  # texts per model run
 MAX_LATENCY_MS = int(os.environ.get("TAGSMITH_MAX_LATENCY_MS", 20_000))  # then a waiting request gets a 503
@@ -89,40 +91,21 @@ class TagsmithService:
         for batcher in self.batchers.values():
             batcher.shutdown()
 
-    async def answer(self, task: str, texts: Any, top_k: int = 5, threshold: float | None = None,
-                     operating_point: str | None = None, checked: bool = False) -> dict:
+    async def answer(self, task: str, texts: Any, checked: bool = False, **request: Any) -> dict:
         """The answer for ``task``, the same for the API and the demo page; InputError for what cannot be answered.
-        ``checked``: ``texts`` passed ``check_texts`` already (the API's request model runs it)."""
+        ``checked``: ``texts`` passed ``check_texts`` already (the API's request model runs it). ``request``: the
+        endpoint's own settings (``top_k``, ``threshold``, ``operating_point``), checked against the task's runtime
+        by its answer shape before the texts are batched."""
         texts = texts if checked else check_texts(texts, LIMITS)
-        entry = self.status.get(task)
+        entry = self.served.get(task)
         if entry is None:
             raise InputError(not_served_message(task, models_dir()), status=404)
-        if not entry["served"]:
-            raise InputError(f"the {task} model cannot be served: {entry['problem']}", status=503)
-        if task == "mlm":
-            return await self.fill_masks(texts, check_top_k(top_k, LIMITS), entry["mask_token"])
-        if task == "toxicity":
-            try:
-                point, chosen = answers.choose_threshold(entry, threshold, operating_point)
-            except ValueError as error:
-                raise InputError(str(error)) from None
+        if entry.runtime is None:
+            raise InputError(f"the {task} model cannot be served: {entry.problem}", status=503)
+        shape = answers.SHAPES[ANSWER_SHAPE[task]]
+        prepared = shape.prepare(entry.runtime, texts, limits=LIMITS, **request)
         raw = await self.batchers[task](texts)
-        if task == "segmentation":
-            results = [answers.segmented(r) for r in raw]
-        elif task == "punctuation":
-            results = [answers.punctuated(r) for r in raw]
-        else:
-            results = [answers.toxicity(r, entry["threshold"], entry["positive_label"], point, chosen) for r in raw]
-        return {"task": task, "results": results}
-
-    async def fill_masks(self, texts: list[str], top_k: int, mask_token: str) -> dict:
-        missing = [i for i, text in enumerate(texts) if mask_token not in text]
-        if missing:
-            detail = [{"loc": ["texts", i], "msg": f"no {mask_token}"} for i in missing]
-            raise InputError(f"texts[{missing[0]}] has no {mask_token} token: put {mask_token} where a token should "
-                             "be predicted", detail=detail)
-        raw = await self.batchers["mlm"](texts)
-        return {"task": "mlm", "results": [answers.filled_mask(t, m, mask_token, top_k) for t, m in zip(texts, raw)]}
+        return {"task": task, "results": shape.results(raw, texts, entry.runtime, prepared)}
 
     async def respond(self, task: str, texts: Any, **options: Any) -> JSONResponse:
         # the answers are built to the response models' shape already: no second validation of large outputs

@@ -109,15 +109,19 @@ def test_bad_texts_are_named(texts, status, message):
 
 def test_answers_keep_offsets_into_the_callers_text():
     from serving import answers
+    from tagsmith.tasks import render_punctuation, render_segmentation
 
     text = "天地玄黃宇宙洪荒"
     raw = {"text": text, "labels": ["O", "O", "O", "，", "O", "O", "O", "。"], "confidence": [0.9] * 8}
+    raw["output"] = render_punctuation(text, raw["labels"])  # the runtime's rendering is the answer's text
     result = answers.punctuated(raw)
     assert result["punctuated"] == "天地玄黃，宇宙洪荒。"
     assert [(m["mark"], m["position"], m["output_position"]) for m in result["marks"]] == [("，", 4, 4), ("。", 8, 9)]
     for mark in result["marks"]:
         assert result["punctuated"][mark["output_position"]] == mark["mark"]
-    segmented = answers.segmented({"text": text, "labels": list("BMMEBMME"), "confidence": [0.9] * 8})
+    segmented = answers.segmented({"text": text, "labels": list("BMMEBMME"), "confidence": [0.9] * 8,
+                                   "output": render_segmentation(text, list("BMMEBMME"))})
+    assert segmented["segmented"] == "天地玄黃 | 宇宙洪荒"
     assert [(s["text"], s["start"], s["end"]) for s in segmented["sentences"]] == [("天地玄黃", 0, 4), ("宇宙洪荒", 4, 8)]
     answers.PunctuateResponse(results=[result])  # the documented response models accept what is sent
     answers.SegmentResponse(results=[segmented])
