@@ -25,8 +25,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from tagsmith.tasks import TASKS
+
 BACKENDS = ("pytorch", "onnx-fp32", "onnx-int8")
-CALL = {"tagging": "char_logits", "classification": "logits", "mlm": "mask_logits"}
+#: kind -> the method of a runtime or reference whose outputs are timed and scored (the task registry's ``call``)
+CALL = {task.kind: task.call for task in TASKS.values()}
 
 
 def default_threads() -> int:
@@ -343,7 +346,8 @@ def worker(spec: dict) -> dict:
     items = evaluation.ids if kind == "mlm" else evaluation.texts
     rss_before = _maxrss_mib()
     predictor, size = _load_backend(spec, manifest)
-    call = getattr(predictor, CALL[kind])
+    task = TASKS.get(manifest.get("task", ""))
+    call = getattr(predictor, task.call if task is not None and task.kind == kind else CALL[kind])
     for item in items[:3]:  # warm-up: first-run allocations and lazy initialisation
         call([item])
 

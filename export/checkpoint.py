@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.runtime import KIND_BY_TASK
+from tagsmith.tasks import kind_of
 from tagsmith.manifest import read_json_object
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -57,7 +57,7 @@ def checkpoint_kind(config: dict, info: dict) -> str:
         for suffix, kind in KIND_BY_ARCHITECTURE.items():
             if architecture.endswith(suffix):
                 return kind
-    kind = info.get("kind") or KIND_BY_TASK.get(info.get("task", ""))
+    kind = info.get("kind") or kind_of(info.get("task", ""))
     if kind is None:
         raise ExportError(f"cannot tell the task kind of architecture {config.get('architectures')} / task {info.get('task')!r}")
     return kind

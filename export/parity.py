@@ -207,14 +207,16 @@ class MaskedLMEval:
         return {"texts": len(self.ids), "masked_tokens": int(len(self.gold))}
 
 
+#: the evaluation set of each task kind (every kind of the task registry has one: tests/test_registry.py)
+EVALS = {"tagging": TaggingEval, "classification": ClassificationEval, "mlm": MaskedLMEval}
+
+
 def make_eval(kind: str, records: list[dict], manifest: dict, package_dir: Path, seed: int = 0, progress: bool = False):
     """The evaluation set of the kind; ``progress``: :func:`evaluate` shows a progress bar (stderr) per pass."""
-    if kind == "tagging":
-        evaluation = TaggingEval(records, manifest)
-    elif kind == "classification":
-        evaluation = ClassificationEval(records, manifest)
-    else:
+    if kind == "mlm":
         evaluation = MaskedLMEval(records, manifest, package_dir / manifest["tokenizer"], seed=seed)
+    else:
+        evaluation = EVALS[kind](records, manifest)
     evaluation.progress = progress
     return evaluation
 

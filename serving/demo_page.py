@@ -16,18 +16,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from serving.packages import TASKS, models_dir  # noqa: E402
+from tagsmith.tasks import get_task, served_tasks  # noqa: E402
 
-TITLES = {"segmentation": "断句 Segmentation", "punctuation": "标点 Punctuation", "toxicity": "Toxicity",
-          "mlm": "Fill-mask"}
-EXAMPLES = {  # Classical Chinese for the Classical Chinese models (either script), English for toxicity
-    "segmentation": ["天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏", "学而时习之不亦说乎有朋自远方来不亦乐乎",
-                     "大学之道在明明德在亲民在止于至善"],
-    "punctuation": ["天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏", "学而时习之不亦说乎有朋自远方来不亦乐乎人不知而不愠不亦君子乎",
-                    "雲騰致雨露結為霜金生麗水玉出崑岡"],
-    "toxicity": ["you are a lovely person, thanks for the help", "shut up, you pathetic idiot",
-                 "the game starts at 7 pm tonight"],
-    "mlm": ["天地玄[MASK]，宇宙洪荒。", "学而时习之，不亦[MASK]乎？", "大学之道，在明明[MASK]。"],
-}
+#: the tab title and the example texts of each served task, from the task registry (Classical Chinese for the
+#: Classical Chinese models, in either script; English for toxicity)
+TITLES = {task.name: task.title for task in served_tasks()}
+EXAMPLES = {task.name: list(task.examples) for task in served_tasks()}
 THEME = gr.themes.Default(font=["system-ui", "Noto Sans CJK SC", "WenQuanYi Zen Hei", "sans-serif"],
                           font_mono=["ui-monospace", "monospace"])
 CSS = ".tagsmith-note {font-size: 0.9em; opacity: 0.85}"
@@ -36,12 +30,13 @@ CSS = ".tagsmith-note {font-size: 0.9em; opacity: 0.85}"
 def manifest_note(task: str, root: Path) -> str:
     """One line on the model behind a tab: its origin, its score and, loudly, demo-grade data."""
     from serving.packages import package_dirs
+    from tagsmith.manifest import read_manifest
 
     folders = package_dirs(root)
     if task == "segmentation" and task not in folders and "punctuation" in folders:
         return "Answered by the punctuation model: a sentence ends wherever it puts a mark."
     try:
-        manifest = json.loads((folders.get(task, root / task) / "tagsmith.json").read_text(encoding="utf-8"))
+        manifest = read_manifest(folders.get(task, root / task), OSError)
     except (OSError, ValueError):
         return f"No {task} model package in `{root / task}`."
     source = manifest.get("source", {})
@@ -54,10 +49,8 @@ def manifest_note(task: str, root: Path) -> str:
 
 
 def _score(task: str, source: dict) -> str:
-    from tagsmith.tasks import get_task
-
     metrics = source.get("metrics", {})
-    if task == "mlm":
+    if get_task(task).kind == "mlm":
         before, after = (metrics.get(k, {}).get("perplexity") for k in ("before", "after"))
         return f", perplexity {before:.1f} → {after:.1f} on held-out text" if before and after else ""
     name = get_task(task).main_metric
@@ -102,17 +95,23 @@ def example_buttons(text: gr.Textbox, examples: list[str]) -> None:
             gr.Button(label, size="sm", variant="secondary").click(None, None, text, js=f"() => {json.dumps(example)}")
 
 
-def build_demo(tasks: list[str], root: Path, answer=_current_service_answer) -> gr.Blocks:
-    call = _answer_or_error(answer)
-
+def _segmented_tab(task: str, call, text):
     async def segment(text):
-        result = (await call("segmentation", text))["results"][0]
+        result = (await call(task, text))["results"][0]
         spans = [(s["text"], str(n + 1)) for n, s in enumerate(result["sentences"])]
         colors = {label: ("#38bdf8", "#a78bfa")[n % 2] for n, (_, label) in enumerate(spans)}
         return gr.HighlightedText(value=spans, color_map=colors), result["segmented"]
 
+    def outputs():
+        return [gr.HighlightedText(label="Sentences", elem_id=f"{task}-highlight"),
+                gr.Textbox(label="Segmented", elem_id=f"{task}-output")]
+
+    return segment, [text], outputs
+
+
+def _punctuated_tab(task: str, call, text):
     async def punctuate(text):
-        result = (await call("punctuation", text))["results"][0]
+        result = (await call(task, text))["results"][0]
         spans, start = [], 0
         for mark in result["marks"]:
             spans += [(result["text"][start:mark["position"]], None), (mark["mark"], f"{mark['confidence']:.2f}")]
@@ -120,17 +119,48 @@ def build_demo(tasks: list[str], root: Path, answer=_current_service_answer) -> 
         spans = [s for s in spans + [(result["text"][start:], None)] if s[0]]
         return gr.HighlightedText(value=spans, color_map=_confidence_colors(spans)), result["punctuated"]
 
+    def outputs():
+        return [gr.HighlightedText(label="Marks (with confidence)", elem_id=f"{task}-highlight", show_legend=False),
+                gr.Textbox(label="Punctuated", elem_id=f"{task}-output")]
+
+    return punctuate, [text], outputs
+
+
+def _toxicity_tab(task: str, call, text):
     async def toxicity(text):
-        result = (await call("toxicity", text))["results"][0]
+        result = (await call(task, text))["results"][0]
         verdict = (f"**{result['label']}** — probability {result['probability']:.3f}, "
                    f"threshold {result['threshold'] if result['threshold'] is None else round(result['threshold'], 3)}")
         return result["probabilities"], verdict
 
+    def outputs():
+        return [gr.Label(label="Probabilities", elem_id=f"{task}-label"), gr.Markdown(elem_id=f"{task}-verdict")]
+
+    return toxicity, [text], outputs
+
+
+def _filled_mask_tab(task: str, call, text):
     async def fill_mask(text, top_k):
-        result = (await call("mlm", text, top_k=int(top_k)))["results"][0]
+        result = (await call(task, text, top_k=int(top_k)))["results"][0]
         first = {c["token"]: c["score"] for c in result["masks"][0]} if result["masks"] else {}
         return result["filled"], first
 
+    def outputs():
+        return [gr.Textbox(label="Filled", elem_id=f"{task}-output"),
+                gr.Label(label="Candidates for the first mask", elem_id=f"{task}-candidates")]
+
+    top_k = gr.Slider(1, 20, value=5, step=1, label="top-k")
+    return fill_mask, [text, top_k], outputs
+
+
+#: answer shape (the task registry's ``answer``) -> the tab that shows it: (task, call, text box) -> (handler,
+#: inputs, a function that makes the output components); extra inputs are made before the Run button
+TABS = {"segmented": _segmented_tab, "punctuated": _punctuated_tab, "toxicity": _toxicity_tab,
+        "filled_mask": _filled_mask_tab}
+
+
+def build_demo(tasks: list[str], root: Path, answer=_current_service_answer) -> gr.Blocks:
+    call = _answer_or_error(answer)
     with gr.Blocks(title="tagsmith demo", analytics_enabled=False) as demo:
         gr.Markdown("# tagsmith\nClassical Chinese segmentation and punctuation, toxicity and fill-mask, served by "
                     "ONNX Runtime behind the same HTTP API (`/segment`, `/punctuate`, `/toxicity`, `/fill_mask`).")
@@ -138,30 +168,14 @@ def build_demo(tasks: list[str], root: Path, answer=_current_service_answer) -> 
             gr.Markdown(f"**No model packages in `{root}`.** Export one with `tagsmith export RUN/best --out "
                         f"{root}/<task>` and restart the server.")
         for task in tasks:
-            with gr.Tab(TITLES[task], id=task):
+            spec = get_task(task)
+            with gr.Tab(spec.title, id=task):
                 gr.Markdown(manifest_note(task, root), elem_classes="tagsmith-note")
                 text = gr.Textbox(label="Text", lines=4, elem_id=f"{task}-input")
-                if task == "mlm":
-                    top_k = gr.Slider(1, 20, value=5, step=1, label="top-k")
+                handler, inputs, outputs = TABS[spec.answer](task, call, text)
                 button = gr.Button("Run", variant="primary", elem_id=f"{task}-run")
-                if task == "segmentation":
-                    outputs = [gr.HighlightedText(label="Sentences", elem_id="segmentation-highlight"),
-                               gr.Textbox(label="Segmented", elem_id="segmentation-output")]
-                    button.click(segment, text, outputs, api_visibility="private")
-                elif task == "punctuation":
-                    outputs = [gr.HighlightedText(label="Marks (with confidence)", elem_id="punctuation-highlight",
-                                                  show_legend=False),
-                               gr.Textbox(label="Punctuated", elem_id="punctuation-output")]
-                    button.click(punctuate, text, outputs, api_visibility="private")
-                elif task == "toxicity":
-                    outputs = [gr.Label(label="Probabilities", elem_id="toxicity-label"),
-                               gr.Markdown(elem_id="toxicity-verdict")]
-                    button.click(toxicity, text, outputs, api_visibility="private")
-                else:
-                    outputs = [gr.Textbox(label="Filled", elem_id="mlm-output"),
-                               gr.Label(label="Candidates for the first mask", elem_id="mlm-candidates")]
-                    button.click(fill_mask, [text, top_k], outputs, api_visibility="private")
-                example_buttons(text, EXAMPLES[task])
+                button.click(handler, inputs, outputs(), api_visibility="private")
+                example_buttons(text, list(spec.examples))
     return demo
 
 

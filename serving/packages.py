@@ -17,13 +17,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-#: task -> (route, the runtime kind the task needs)
-TASKS = {
-    "segmentation": ("/segment", "tagging"),
-    "punctuation": ("/punctuate", "tagging"),
-    "toxicity": ("/toxicity", "classification"),
-    "mlm": ("/fill_mask", "mlm"),
-}
+from tagsmith.tasks import served_tasks
+
+#: task -> (route, the runtime kind the task needs): the registry's tasks that have a route (tagsmith.tasks)
+TASKS = {task.name: (task.route, task.kind) for task in served_tasks()}
 
 
 log = logging.getLogger(__name__)

@@ -24,12 +24,12 @@ from tagsmith.convert import to_script
 from tagsmith.decision import (bias_indices, biased, decide_classes, decode, decode_scores,  # noqa: F401 (re-exported)
                                sigmoid, softmax)
 from tagsmith.manifest import MANIFEST, PACKAGE_FORMAT
+from tagsmith.tasks import TASKS
 from tagsmith.manifest import read_manifest as read_manifest_file
 from tagsmith.windows import first_token_logits, first_token_positions, merge_record_windows, window_spans
 VARIANTS = ("int8", "fp32", "fp16")
-#: the task kind of each known task, for manifests that do not name it
-KIND_BY_TASK = {"segmentation": "tagging", "punctuation": "tagging", "toxicity": "classification",
-                "classification": "classification", "mlm": "mlm"}
+#: the task kind of each known task (the task registry), for manifests that do not name it
+KIND_BY_TASK = {name: task.kind for name, task in TASKS.items()}
 
 
 class PackageError(RuntimeError):
@@ -291,12 +291,9 @@ class BoundaryRuntime:
 
 
 def _renderer(task_name: str):
-    from tagsmith.tasks import get_task
-
-    try:
-        return get_task(task_name).render
-    except (KeyError, AttributeError):
-        return None
+    """How the registry renders a result of the task (None for a task it does not know or that has no rendering)."""
+    task = TASKS.get(task_name)
+    return task.render if task is not None else None
 
 
 # --- classification -----------------------------------------------------------------------------------------

@@ -36,11 +36,10 @@ with bentoml.importing():
     from serving.http_guards import BodyLimitMiddleware, DocumentMiddleware, JSONErrorsMiddleware, JSONOnlyMiddleware
     from serving.limits import InputError, Limits, check_texts, texts_type
     from serving.openapi import document
+    from tagsmith.tasks import get_task
     from serving.packages import (TASKS, load_all, log_to_stderr, model_info, models_dir, not_served_message,
                                   present_tasks, runtime_threads)
 
-#: task -> the shape of its answer (serving.answers.SHAPES)
-ANSWER_SHAPE = {"segmentation": "segmented", "punctuation": "punctuated", "toxicity": "toxicity", "mlm": "filled_mask"}
 LIMITS = Limits.from_env()
 MAX_BATCH_SIZE = int(os.environ.get("TAGSMITH_MAX_BATCH_SIZE", 32))  # texts per model run
 MAX_LATENCY_MS = int(os.environ.get("TAGSMITH_MAX_LATENCY_MS", 20_000))  # then a waiting request gets a 503
@@ -102,7 +101,7 @@ class TagsmithService:
             raise InputError(not_served_message(task, models_dir()), status=404)
         if entry.runtime is None:
             raise InputError(f"the {task} model cannot be served: {entry.problem}", status=503)
-        shape = answers.SHAPES[ANSWER_SHAPE[task]]
+        shape = answers.SHAPES[get_task(task).answer]
         prepared = shape.prepare(entry.runtime, texts, limits=LIMITS, **request)
         raw = await self.batchers[task](texts)
         return {"task": task, "results": shape.results(raw, texts, entry.runtime, prepared)}

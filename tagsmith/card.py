@@ -18,6 +18,8 @@ import hashlib
 import re
 from pathlib import Path
 
+from tagsmith.tasks import TASKS
+
 CARD_FILE = "README.md"
 GENERATED_FILE = "README.tagsmith.md"  # the generated card, when README.md is the user's own
 CARD_FILES = (CARD_FILE, GENERATED_FILE)
@@ -27,8 +29,8 @@ ORT_CLASS = {"tagging": "ORTModelForTokenClassification", "classification": "ORT
              "mlm": "ORTModelForMaskedLM"}
 AUTO_CLASS = {"tagging": "AutoModelForTokenClassification", "classification": "AutoModelForSequenceClassification",
               "mlm": "AutoModelForMaskedLM"}
-KIND_BY_TASK = {"segmentation": "tagging", "punctuation": "tagging", "toxicity": "classification",
-                "classification": "classification", "mlm": "mlm"}
+#: the kind of each registered task (tagsmith.tasks)
+KIND_BY_TASK = {name: task.kind for name, task in TASKS.items()}
 
 INTENDED_USE = {
     "punctuation": "Restores punctuation in unpunctuated text: after each character one of the labels' marks, or "

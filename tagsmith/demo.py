@@ -73,16 +73,19 @@ def export_once(run_dir: Path, task: str) -> Path:
 
 
 def summary(runs: dict[str, Path]) -> None:
+    from tagsmith.tasks import get_task
+
     table = Table(title="tagsmith demo models (test split of their own data)")
     for column in ("task", "run", "metric", "test"):
         table.add_column(column)
     for task, run_dir in runs.items():
         results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-        if task == "mlm":
+        spec = get_task(task)
+        if spec.kind == "mlm":
             table.add_row(task, run_dir.name, "perplexity before → after",
                           f"{results['before']['perplexity']:.0f} → {results['after']['perplexity']:.0f}")
             continue
-        metric = {"segmentation": "f1", "punctuation": "micro_f1", "toxicity": "macro_f1"}[task]
+        metric = spec.main_metric
         table.add_row(task, run_dir.name, metric, f"{100 * results['test'][metric]:.1f}")
     console.print(table)
 

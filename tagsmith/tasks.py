@@ -2,6 +2,12 @@
 
 Tagging tasks give one label per character of the text (Python code point). Labels are strings everywhere
 outside a model; ids exist only between a tokenizer and a logits tensor.
+
+Each entry also carries what the later stages need of it, so that adding a task is one entry here plus its own
+code: ``kind`` (the trainer, runtime, parity evaluation and PyTorch reference of its kind), ``route`` (the HTTP
+endpoint; None = not served), ``answer`` (the answer shape, ``serving.answers.SHAPES``), ``call`` (the method of a
+runtime or reference that gives the outputs the parity gate and the benchmark compare), ``render`` (how a result
+is written as text, where the task has one), ``title`` and ``examples`` (the demo page's tab).
 """
 
 from __future__ import annotations
@@ -75,6 +81,11 @@ class TaggingTask:
     score: Callable[[Sequence[Sequence[str]], Sequence[Sequence[str]]], dict]
     main_metric: str
     kind: str = "tagging"
+    route: str | None = None
+    answer: str | None = None
+    title: str = ""
+    examples: tuple[str, ...] = ()
+    call: str = "char_logits"
 
     def labels_from_punctuated(self, text: str) -> tuple[str, list[str]]:
         parsed = parse_punctuated(text)
@@ -164,6 +175,11 @@ SEGMENTATION = TaggingTask(
     render=render_segmentation,
     score=segmentation_metrics,
     main_metric="f1",
+    route="/segment",
+    answer="segmented",
+    title="断句 Segmentation",
+    examples=("天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏", "学而时习之不亦说乎有朋自远方来不亦乐乎",
+              "大学之道在明明德在亲民在止于至善"),
 )
 
 PUNCTUATION = TaggingTask(
@@ -174,6 +190,11 @@ PUNCTUATION = TaggingTask(
     render=render_punctuation,
     score=punctuation_metrics,
     main_metric="micro_f1",
+    route="/punctuate",
+    answer="punctuated",
+    title="标点 Punctuation",
+    examples=("天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏", "学而时习之不亦说乎有朋自远方来不亦乐乎人不知而不愠不亦君子乎",
+              "雲騰致雨露結為霜金生麗水玉出崑岡"),
 )
 
 @dataclass(frozen=True)
@@ -185,6 +206,12 @@ class ClassificationTask:
     positive_label: str | None = None  # binary: the class whose threshold is tuned
     main_metric: str = "macro_f1"
     kind: str = "classification"
+    route: str | None = None
+    answer: str | None = None
+    title: str = ""
+    examples: tuple[str, ...] = ()
+    call: str = "logits"
+    render: Callable[[str, Sequence[str]], str] | None = None
 
     def validate_record(self, record: dict) -> list[str]:
         problems = _check_text(record)
@@ -211,12 +238,21 @@ class MlmTask:
     labels: tuple[str, ...] = ()
     main_metric: str = "perplexity"
     kind: str = "mlm"
+    route: str | None = "/fill_mask"
+    answer: str | None = "filled_mask"
+    title: str = "Fill-mask"
+    examples: tuple[str, ...] = ("天地玄[MASK]，宇宙洪荒。", "学而时习之，不亦[MASK]乎？", "大学之道，在明明[MASK]。")
+    call: str = "mask_logits"
+    render: Callable[[str, Sequence[str]], str] | None = None
 
     def validate_record(self, record: dict) -> list[str]:
         return _check_text(record)
 
 
-TOXICITY = ClassificationTask(name="toxicity", labels=("non-toxic", "toxic"), positive_label="toxic")
+TOXICITY = ClassificationTask(name="toxicity", labels=("non-toxic", "toxic"), positive_label="toxic", route="/toxicity",
+                              answer="toxicity", title="Toxicity",
+                              examples=("you are a lovely person, thanks for the help", "shut up, you pathetic idiot",
+                                        "the game starts at 7 pm tonight"))
 CLASSIFICATION = ClassificationTask(name="classification")
 MLM = MlmTask()
 
@@ -239,3 +275,14 @@ def get_task(name: str):
 
 def register(task) -> None:
     TASKS[task.name] = task
+
+
+def served_tasks() -> list:
+    """The tasks with an HTTP endpoint (a ``route``), in registry order."""
+    return [task for task in TASKS.values() if task.route]
+
+
+def kind_of(task_name: str) -> str | None:
+    """The kind of a registered task (None for a name the registry does not know)."""
+    task = TASKS.get(task_name)
+    return task.kind if task is not None else None
