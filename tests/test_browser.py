@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from serving_fixtures import ROOT, server, serving_models  # noqa: F401
+from conftest import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

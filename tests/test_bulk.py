@@ -19,7 +19,8 @@ import pytest
 
 from serving import bulk
 from serving.runtime import Tagged
-from serving_fixtures import ROOT, book, million_book, quiet_env, serving_models, without_marks  # noqa: F401
+from conftest import ROOT
+from helpers import book, quiet_env, without_marks
 
 
 class EveryFourth:

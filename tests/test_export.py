@@ -1,164 +1,19 @@
 """Export: checkpoint -> ONNX package for every task kind, parity with PyTorch, the int8 gate, hashes, errors,
-and the benchmark. One tiny tagger is trained per test session (``trained_tagger``) and shared with
-test_runtime.py; the other models are built from small configs, so no test depends on another task's training.
+and the benchmark. The trained tagger is the session's tiny punctuation model (conftest's ``tagger``, also served
+by the serving tests); the other models are small untrained ones (helpers.small_package), so no test depends on
+another task's training.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tagsmith.convert import punctuated_to_record
-from tagsmith.records import write_jsonl
-
-ROOT = Path(__file__).resolve().parents[1]
-
-# Verse with a fixed rhythm (千字文): a tiny model learns to put a mark after every 4th character.
-VERSE = [
-    "天地玄黃，宇宙洪荒。日月盈昃，辰宿列張。寒來暑往，秋收冬藏。閏餘成歲，律呂調陽。",
-    "雲騰致雨，露結為霜。金生麗水，玉出崑岡。劍號巨闕，珠稱夜光。果珍李柰，菜重芥薑。",
-    "海鹹河淡，鱗潛羽翔。龍師火帝，鳥官人皇。始制文字，乃服衣裳。推位讓國，有虞陶唐。",
-    "弔民伐罪，周發殷湯。坐朝問道，垂拱平章。愛育黎首，臣伏戎羌。遐邇一體，率賓歸王。",
-]
-HELD_OUT = ["鳴鳳在竹，白駒食場。化被草木，賴及萬方。蓋此身髮，四大五常。恭惟鞠養，豈敢毀傷。",
-            "女慕貞絜，男效才良。知過必改，得能莫忘。罔談彼短，靡恃己長。信使可覆，器欲難量。"]
-WORDS = ["you", "are", "the", "game", "today", "really", "this", "team", "was", "so", "idiot", "stupid", "lovely",
-         "great", "kind", "thanks", "a", "is", "very", "good", "bad"]
-
-# one torch thread: on a small, shared CPU more threads spin against each other (training 100 steps takes
-# minutes instead of seconds)
-QUIET_CPU = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-_SESSION: dict = {}  # shared with test_runtime.py, which imports the helpers below: one training per session
-
-
-def tagsmith(*args, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "tagsmith.cli", *map(str, args)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=timeout, env={**os.environ, **QUIET_CPU})
-    if check and result.returncode != 0:
-        raise AssertionError(f"tagsmith {args} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def trained_tagger(root: Path) -> dict:
-    """Train a tiny punctuation model (max_length 64, so long texts need windows) and export it via the CLI."""
-    if "tagger" in _SESSION:
-        return _SESSION["tagger"]
-    data = {}
-    for split, lines in (("train", VERSE * 40), ("validation", HELD_OUT[:1]), ("test", HELD_OUT[1:])):
-        data[split] = root / f"punctuation-{split}.jsonl"
-        write_jsonl(data[split], [punctuated_to_record(line, "punctuation") for line in lines])
-    # the parity data: more characters than the one validation line, so that agreement is measured finely
-    data["parity"] = root / "punctuation-parity.jsonl"
-    write_jsonl(data["parity"], [punctuated_to_record(line, "punctuation") for line in VERSE + HELD_OUT])
-    tagsmith("train", "--config", ROOT / "training/configs/punctuation-tiny.yaml",
-             "--set", f"data.train={data['train']}", "--set", f"data.validation={data['validation']}",
-             "--set", f"data.test={data['test']}", "--set", f"output_dir={root / 'runs'}", "--set", "name=tagger",
-             "--set", "trainer.max_steps=100", "--set", "trainer.eval_steps=50", "--set", "trainer.learning_rate=3e-3",
-             "--set", "max_length=64", "--set", "window_overlap=16")
-    checkpoint = root / "runs/tagger/best"
-    package = root / "models/punctuation"
-    export = tagsmith("export", checkpoint, "--out", package, "--data", data["parity"])
-    _SESSION["tagger"] = {"checkpoint": checkpoint, "package": package, "data": data, "export_log": export.stderr}
-    return _SESSION["tagger"]
-
-
-def small_checkpoint(root: Path, kind: str, head: str = "linear") -> Path:
-    """An untrained BERT of the kind, built from a small config, saved as a run's best/ would be."""
-    import torch
-    from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertTokenizerFast
-
-    folder = root / f"{kind}-{head}"
-    if (folder / "tagsmith.json").is_file():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    if kind == "tagging":
-        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted({c for line in VERSE + HELD_OUT for c in line})
-        tokenizer = BertTokenizerFast(vocab_file=_vocab(folder, vocab), do_lower_case=False, tokenize_chinese_chars=True)
-    else:
-        tokenizer = BertTokenizerFast(vocab_file=_vocab(folder, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS),
-                                      do_lower_case=True)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, pad_token_id=0)
-    info = {"task": {"tagging": "segmentation", "classification": "toxicity", "mlm": "mlm"}[kind], "max_length": 32,
-            "window_overlap": 8, "script": "keep", "git_commit": "0" * 40, "run": f"small-{kind}"}
-    if kind == "tagging":
-        from tagsmith.config import HeadConfig
-        from training.model import build_tagging_model
-
-        model = build_tagging_model(list("BMES"), HeadConfig(type=head, cnn_filters=16), config)
-        info.update(labels=list("BMES"), bias_labels=["E", "S"], decision_bias=0.5, head=head)
-    elif kind == "classification":
-        labels = ["non-toxic", "toxic"]
-        config.update({"num_labels": 2, "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}})
-        model = BertForSequenceClassification(config)
-        info.update(labels=labels, threshold=0.4, positive_label="toxic")
-    else:
-        model = BertForMaskedLM(config)
-        info.update(labels=[])
-    model.eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    (folder / "tagsmith.json").write_text(json.dumps(info), encoding="utf-8")
-    return folder
-
-
-def _vocab(folder: Path, tokens: list[str]) -> str:
-    path = folder / "vocab.txt"
-    path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
-    return str(path)
-
-
-def small_data(root: Path, kind: str) -> Path:
-    import random
-
-    rng = random.Random(0)
-    path = root / f"{kind}-data.jsonl"
-    if kind == "tagging":
-        from tagsmith.convert import punctuated_to_record as record
-
-        records = [record(line, "segmentation") for line in VERSE + HELD_OUT]
-        records.append({"text": ("".join(VERSE) * 2).replace("，", "").replace("。", "")[:150], "labels": ["M"] * 150})
-    else:
-        records = []
-        for i in range(24):
-            words = rng.sample(WORDS, rng.randint(3, 9))
-            records.append({"text": " ".join(words), "label": "toxic" if i % 3 == 0 else "non-toxic"})
-    write_jsonl(path, records)
-    return path
-
-
-def small_package(root: Path, kind: str, head: str = "linear") -> Path:
-    """Export (in-process) a small untrained model of the kind; cached for the session."""
-    key = f"{kind}-{head}"
-    if key not in _SESSION:
-        from export.exporter import ExportOptions, export_package
-
-        checkpoint = small_checkpoint(root / "checkpoints", kind, head)
-        out = root / "models" / key
-        export_package(checkpoint, ExportOptions(out=out, data=small_data(root, kind)), say=lambda line: None)
-        _SESSION[key] = out
-    return _SESSION[key]
-
-
-def manifest_of(package: Path) -> dict:
-    return json.loads((package / "tagsmith.json").read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="session")
-def tagger(tmp_path_factory):
-    return trained_tagger(tmp_path_factory.mktemp("tagger"))
-
-
-@pytest.fixture(scope="session")
-def small_root(tmp_path_factory):
-    return _SESSION.setdefault("small_root", tmp_path_factory.mktemp("small"))
+from helpers import manifest_of, small_checkpoint, small_data, small_package, tagsmith
 
 
 # --- every task kind exports, and ONNX fp32 matches PyTorch --------------------------------------------------

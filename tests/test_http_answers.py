@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving_fixtures import Server
+from helpers import Server
 
 pytestmark = pytest.mark.slow
 

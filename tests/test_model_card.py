@@ -1,28 +1,14 @@
 """Model cards: a run's best/ and every exported package carry a README.md generated from their manifests (task,
 labels, data sha256, metrics, parity, use, limits, loading); a card the user wrote is never replaced; the base
-model's hub revision is found in the HF cache. Reuses test_export.py's session models (no training of its own)."""
+model's hub revision is found in the HF cache. Uses the session's models (conftest's ``tagger``, helpers'
+small packages; no training of its own)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
-import pytest
-
-from test_export import manifest_of, small_checkpoint, small_data, small_package, trained_tagger
-
-
-@pytest.fixture(scope="module")
-def tagger(tmp_path_factory):
-    return trained_tagger(tmp_path_factory.mktemp("tagger"))
-
-
-@pytest.fixture(scope="module")
-def small_root(tmp_path_factory):
-    from test_export import _SESSION
-
-    return _SESSION.setdefault("small_root", tmp_path_factory.mktemp("small"))
+from helpers import manifest_of, small_checkpoint, small_data, small_package
 
 
 def test_best_checkpoint_has_a_card_from_its_manifest(tagger):

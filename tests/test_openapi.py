@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import ValidationError, create_model
 
-from serving_fixtures import ROUTES, server, serving_models  # noqa: F401
+from helpers import ROUTES
 
 ERROR_STATUSES = ("400", "404", "413", "415", "503")
 

@@ -1,22 +1,15 @@
 """A linear-head model package opens in optimum (``ORT*.from_pretrained(package_dir, file_name=...)``) with its own
 config.json and tokenizer files, and gives the logits tagsmith's runtime gives on the same input. Reuses the small
-packages test_export.py exports once per session (no training here)."""
+packages helpers.small_package exports once per session (no training here)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from test_export import HELD_OUT, WORDS, manifest_of, small_package
+from conftest import HELD_OUT, WORDS
+from helpers import manifest_of, small_package
 
 HF_FILES = ("config.json", "tokenizer_config.json", "special_tokens_map.json")
-
-
-@pytest.fixture(scope="module")
-def small_root(tmp_path_factory):
-    from test_export import _SESSION
-
-    return _SESSION.setdefault("small_root", tmp_path_factory.mktemp("small"))
 
 
 def _published_file(package) -> str:

@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from serving_fixtures import HELD_OUT, VERSE, quiet_env, server, serving_models  # noqa: F401
+from conftest import HELD_OUT, VERSE
+from helpers import quiet_env
 
 pytestmark = pytest.mark.slow
 

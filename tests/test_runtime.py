@@ -12,21 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_export import HELD_OUT, VERSE, small_checkpoint, small_package, trained_tagger
+from conftest import HELD_OUT, VERSE
+from helpers import small_checkpoint, small_package
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def tagger(tmp_path_factory):
-    return trained_tagger(tmp_path_factory.mktemp("tagger"))
-
-
-@pytest.fixture(scope="session")
-def small_root(tmp_path_factory):
-    from test_export import _SESSION
-
-    return _SESSION.setdefault("small_root", tmp_path_factory.mktemp("small"))
 
 
 def test_runtime_never_imports_torch(small_root):

@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from serving_fixtures import Server
+from helpers import Server
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving_fixtures import (HELD_OUT, ROOT, ROUTES, VERSE, quiet_env, server, serving_models,  # noqa: F401
-                              start_server)
+from conftest import HELD_OUT, ROOT, VERSE
+from helpers import ROUTES, quiet_env, start_server
 
 MARKS = "，。：、；？！"
 VERSE_PLAIN = "天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏"  # traditional, as the training data
@@ -232,7 +232,7 @@ def test_a_20000_character_text_is_punctuated_whole(server):
 
 @pytest.mark.slow
 def test_toxicity_probability_and_tuned_threshold(server, serving_models):
-    from serving_fixtures import manifest
+    from helpers import manifest
 
     threshold = manifest(serving_models, "toxicity")["threshold"]
     results = post(server, "/toxicity", {"texts": ["you are so stupid and pathetic", "thanks you are so kind"]}).json()
@@ -249,7 +249,7 @@ def test_toxicity_probability_and_tuned_threshold(server, serving_models):
 
 @pytest.mark.slow
 def test_toxicity_operating_points_per_request(server, serving_models):
-    from serving_fixtures import manifest
+    from helpers import manifest
 
     points = manifest(serving_models, "toxicity")["operating_points"]
     assert set(points) == {"macro_f1", "f1", "recall_0.9"} and all(0 <= p["threshold"] <= 1 for p in points.values())

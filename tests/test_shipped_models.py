@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conftest import ROOT
-from serving_fixtures import start_server
+from helpers import start_server
 
 SHIPPED = ROOT / "serving" / "shipped"
 #: the size each shipped package must stay under, and what its model card must name: data and reproduce command

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serving_fixtures import BOOK_CHUNK_CHARS, million_book, serving_models  # noqa: F401
+from helpers import BOOK_CHUNK_CHARS
 from tagsmith.convert import punctuated_to_record
 from tagsmith.records import write_jsonl
 

@@ -1,4 +1,5 @@
-"""End-to-end: toxicity classification and masked-LM adaptation through the real CLI; interruption + resume."""
+"""End-to-end: toxicity classification and masked-LM adaptation through the real CLI (the session's tiny models,
+conftest's ``tiny_models``, and runs of their own for the options tested here); interruption + resume."""
 
 import json
 import random
@@ -6,40 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from conftest import FILLER, NICE, ROOT, RUDE
+from helpers import toxicity_data
 from tagsmith.records import write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
 PYTHON = [sys.executable, "-m", "tagsmith.cli"]
-
-RUDE = ["idiot", "stupid", "moron", "loser", "trash", "pathetic", "disgusting", "dumb"]
-NICE = ["lovely", "great", "kind", "thanks", "wonderful", "helpful", "friendly", "nice"]
-FILLER = ["you", "are", "the", "game", "today", "really", "this", "team", "was", "so", "people", "post"]
-
-
-def sentence(rng, words):
-    picked = rng.sample(FILLER, 4) + [rng.choice(words)]
-    rng.shuffle(picked)
-    return " ".join(picked)
-
-
-def toxicity_files(folder: Path) -> dict:
-    rng = random.Random(0)
-    seen, files = set(), {}
-    for split, n in (("train", 400), ("validation", 80), ("test", 80)):
-        records = []
-        while len(records) < n:
-            toxic = rng.random() < 0.3  # imbalanced, as real data is
-            text = sentence(rng, RUDE if toxic else NICE)
-            if text not in seen:
-                seen.add(text)
-                records.append({"text": text, "label": "toxic" if toxic else "non-toxic"})
-        files[split] = folder / f"{split}.jsonl"
-        write_jsonl(files[split], records)
-    return files
 
 
 def run(*args, timeout=600):
@@ -54,15 +29,11 @@ def data_overrides(files):
 
 
 @pytest.fixture(scope="module")
-def tiny_toxicity(tmp_path_factory):
-    """(data files, run dir) of toxicity-tiny trained for 120 steps on generated sentences: tested here, and the
+def tiny_toxicity(tiny_models):
+    """(data files, run dir) of the session's tiny toxicity model (helpers.train_tiny): tested here, and the
     teacher of the distillation test."""
-    folder = tmp_path_factory.mktemp("toxicity")
-    files = toxicity_files(folder)
-    run("train", "--config", ROOT / "training/configs/toxicity-tiny.yaml", *data_overrides(files),
-        "--set", f"output_dir={folder}/runs", "--set", "trainer.max_steps=120", "--set", "trainer.eval_steps=40",
-        "--set", "max_length=16")
-    return files, folder / "runs/toxicity-tiny"
+    run = tiny_models.run("toxicity")
+    return run["data"], run["run_dir"]
 
 
 @pytest.mark.slow
@@ -82,29 +53,23 @@ def test_toxicity_trains_tunes_threshold_and_predicts(tiny_toxicity):
 
 
 @pytest.mark.slow
-def test_mlm_before_after_and_fill_mask(tmp_path):
-    lines = ["天地玄黄，宇宙洪荒。日月盈昃，辰宿列张。", "寒来暑往，秋收冬藏。闰余成岁，律吕调阳。",
-             "云腾致雨，露结为霜。金生丽水，玉出昆冈。", "剑号巨阙，珠称夜光。果珍李柰，菜重芥姜。"]
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(lines * 50) + "\n", encoding="utf-8")
-    held = tmp_path / "held.txt"
-    held.write_text("天地玄黄，宇宙洪荒。寒来暑往，秋收冬藏。\n云腾致雨，露结为霜。剑号巨阙，珠称夜光。\n", encoding="utf-8")
-    run("train", "--config", ROOT / "training/configs/mlm-tiny.yaml", "--set", f"data.files=[{corpus}]",
-        "--set", f"data.validation={held}", "--set", f"output_dir={tmp_path}/runs", "--set", "trainer.max_steps=80",
-        "--set", "trainer.eval_steps=40", "--set", "model.scratch.min_char_count=1", "--set", "max_length=32")
-    results = json.loads((tmp_path / "runs/mlm-tiny/results.json").read_text())
+def test_mlm_before_after_and_fill_mask(tiny_models):
+    """The session's tiny masked-LM (helpers.train_tiny, on VERSE): scored before and after training, then fills a
+    mask."""
+    run_dir = tiny_models.run("mlm")["run_dir"]
+    results = json.loads((run_dir / "results.json").read_text())
     before, after = results["before"], results["after"]
     assert before["masked_tokens"] == after["masked_tokens"] > 0  # the same masked positions both times
     assert 1 < after["perplexity"] < before["perplexity"]
     assert after["top5_accuracy"] >= before["top5_accuracy"]
-    out = run("predict", tmp_path / "runs/mlm-tiny/best", "天地玄[MASK]，宇宙洪荒。").stdout.splitlines()
+    out = run("predict", run_dir / "best", "天地玄[MASK]，宇宙洪荒。").stdout.splitlines()
     fills = json.loads([l for l in out if l.startswith("{")][0])["fills"]
     assert len(fills) == 1 and len(fills[0]) == 5
 
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_exits_75_and_resume_matches_uninterrupted(tmp_path):
-    files = toxicity_files(tmp_path)
+    files = toxicity_data(tmp_path)
     common = ["train", "--config", ROOT / "training/configs/toxicity-tiny.yaml", *data_overrides(files),
               "--set", "trainer.max_steps=60", "--set", "trainer.eval_steps=10", "--set", "max_length=16",
               "--set", "trainer.save_total_limit=null", "--set", "early_stopping_patience=100"]

@@ -1,35 +1,14 @@
-"""End-to-end: train tiny taggers on generated data through the real CLI, reload best/, predict."""
+"""End-to-end: tiny taggers trained on generated data through the real CLI (the session's, conftest's
+``tiny_models``), best/ reloaded to predict; bad records stop training."""
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tagsmith.convert import punctuated_to_record
-from tagsmith.records import write_jsonl
-
-ROOT = Path(__file__).resolve().parents[1]
-
-# Verse with a fixed rhythm: a model that learns anything at all puts marks every 4 characters.
-TRAIN_LINES = [
-    "天地玄黃，宇宙洪荒。日月盈昃，辰宿列張。寒來暑往，秋收冬藏。閏餘成歲，律呂調陽。",
-    "雲騰致雨，露結為霜。金生麗水，玉出崑岡。劍號巨闕，珠稱夜光。果珍李柰，菜重芥薑。",
-    "海鹹河淡，鱗潛羽翔。龍師火帝，鳥官人皇。始制文字，乃服衣裳。推位讓國，有虞陶唐。",
-    "弔民伐罪，周發殷湯。坐朝問道，垂拱平章。愛育黎首，臣伏戎羌。遐邇一體，率賓歸王。",
-]
-VALIDATION_LINES = ["鳴鳳在竹，白駒食場。化被草木，賴及萬方。蓋此身髮，四大五常。恭惟鞠養，豈敢毀傷。"]
-TEST_LINES = ["女慕貞絜，男效才良。知過必改，得能莫忘。罔談彼短，靡恃己長。信使可覆，器欲難量。"]
-
-
-def make_data(folder: Path, task: str, copies: int = 40) -> dict:
-    files = {}
-    for split, lines, repeat in (("train", TRAIN_LINES, copies), ("validation", VALIDATION_LINES, 1), ("test", TEST_LINES, 1)):
-        records = [punctuated_to_record(line, task) for line in lines] * repeat
-        files[split] = folder / f"{task}-{split}.jsonl"
-        write_jsonl(files[split], records)
-    return files
+from conftest import ROOT
+from helpers import HEADS, tagging_data
 
 
 def run_tagsmith(*args, check=True):
@@ -47,14 +26,12 @@ def train_args(files, out, name, *extra):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task,head", [("punctuation", "linear"), ("segmentation", "cnn")])
-def test_train_reload_predict(tmp_path, task, head):
-    files = make_data(tmp_path, task)
-    args = train_args(files, tmp_path / "runs", f"{task}-e2e", "--set", f"task={task}",
-                      "--set", f"model.head.type={head}", "--set", "trainer.max_steps=120",
-                      "--set", "trainer.eval_steps=40", "--set", "trainer.learning_rate=3e-3")
-    run_tagsmith(*args)
-    run_dir = tmp_path / "runs" / f"{task}-e2e"
+@pytest.mark.parametrize("task", ["punctuation", "segmentation"])
+def test_train_reload_predict(tiny_models, task):
+    """The session's tiny tagger of the task (helpers.train_tiny: punctuation with the linear head, segmentation with
+    the CNN head), trained through the CLI: its run dir, results and manifest, and its best/ reloaded to predict."""
+    head = HEADS[task]
+    run_dir = tiny_models.run(task)["run_dir"]
     for name in ("config.yaml", "train.log", "results.json", "test_predictions.jsonl", "curves.png",
                  "best/config.json", "best/tagsmith.json", "best/tokenizer.json"):
         assert (run_dir / name).is_file(), name
@@ -77,7 +54,7 @@ def test_train_reload_predict(tmp_path, task, head):
 
 
 def test_bad_records_stop_training_and_write_no_run(tmp_path):
-    files = make_data(tmp_path, "punctuation", copies=1)
+    files = tagging_data(tmp_path, "punctuation", copies=1)
     bad = tmp_path / "bad-train.jsonl"
     bad.write_bytes(
         '{"text": "天地", "labels": ["O"]}\n{"text": "天地", "labels": ["O", "X"]}\n{"text": "", "labels": []}\n'.encode()
