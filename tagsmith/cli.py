@@ -595,15 +595,24 @@ def _serve(models: Path, host: str, port: int, extra: List[str], banner: bool, s
         print(f"tagsmith demo page: {base}/demo/\nHTTP API (OpenAPI docs): {base}/\nmodel info: {base}/info\n"
               + ("".join(f"serving {task} from {where[task]}\n" for task in tasks) or f"serving no models from {models}\n"),
               end="", flush=True)
+    import shutil
+    import tempfile
+
     source_root = str(Path(serving.__file__).resolve().parent.parent)
-    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:TagsmithService", "--working-dir",
-               source_root, "--host", host, "--port", str(port), *extra]
+    metrics = tempfile.mkdtemp(prefix="tagsmith-metrics-")  # this server's Prometheus files (serving/bentoml_main.py)
+    command = [sys.executable, "-m", "serving.bentoml_main", "--metrics-dir", metrics, "serve",
+               "serving.service:TagsmithService", "--working-dir", source_root, "--host", host, "--port", str(port),
+               *extra]
     sys.stdout.flush()
     sys.stderr.flush()
     from serving.supervise import run_server
 
-    raise typer.Exit(run_server(command, env, grace=stop_timeout,
-                                say=lambda line: console.print(f"tagsmith serve: {line}", highlight=False, soft_wrap=True)))
+    try:
+        code = run_server(command, env, grace=stop_timeout,
+                          say=lambda line: console.print(f"tagsmith serve: {line}", highlight=False, soft_wrap=True))
+    finally:
+        shutil.rmtree(metrics, ignore_errors=True)
+    raise typer.Exit(code)
 
 
 SERVE_ENVIRONMENT = """Environment (read when the service starts):

@@ -36,3 +36,28 @@ def test_bf16_auto_follows_the_hardware(tmp_path, monkeypatch):
         monkeypatch.setattr(runner, "bf16_is_fast", lambda: fast)
         args = runner.training_arguments(config, tmp_path, "f1", {})
         assert args.bf16 is fast
+
+
+def test_each_trainer_runs_at_its_own_precision(tmp_path, monkeypatch):
+    """A bf16 run earlier in the process does not make a later ``bf16: false`` run train in bf16: transformers keeps
+    the precision of the last TrainingArguments in ACCELERATE_MIXED_PRECISION and accelerate keeps it in a
+    singleton, whichever order the arguments and the Trainers are built in."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
+
+    from training import runner
+
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    model = BertForSequenceClassification(BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+                                                     num_attention_heads=1, intermediate_size=8))
+
+    def arguments(bf16: bool) -> TrainingArguments:
+        return TrainingArguments(output_dir=str(tmp_path / str(bf16)), bf16=bf16, use_cpu=True, report_to=[])
+
+    plain_first = arguments(False)  # built before the bf16 run exists
+    half = runner.Trainer(model=model, args=arguments(True))
+    assert half.accelerator.mixed_precision == "bf16"
+    assert runner.Trainer(model=model, args=arguments(False)).accelerator.mixed_precision == "no"
+    runner.Trainer(model=model, args=arguments(True))
+    assert runner.Trainer(model=model, args=plain_first).accelerator.mixed_precision == "no"
+    assert not torch.is_autocast_enabled("cpu")

@@ -316,6 +316,12 @@ def test_health_metrics_and_adaptive_batching(server):
     # the model runs and the texts in them: more texts than runs = concurrent requests were merged
     assert sizes["tagsmith_batch_size_sum"] > sizes["tagsmith_batch_size_count"] > 0, sizes
     assert 'endpoint="/segment"' in metrics
+    # another BentoML server starting on this host empties BentoML's shared metrics folder: this server's own
+    # folder keeps its figures (they vanished before, when a second test server started mid-session)
+    subprocess.run([sys.executable, "-c", "from bentoml.serving import ensure_prometheus_dir; ensure_prometheus_dir()"],
+                   check=True, timeout=120, env=quiet_env())
+    after = httpx.get(server.url + "/metrics", timeout=10).text
+    assert f'tagsmith_batch_size_count{{task="segmentation"}} {sizes["tagsmith_batch_size_count"]}' in after, after[:2000]
 
 
 @pytest.mark.slow

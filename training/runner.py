@@ -141,6 +141,17 @@ class Trainer(transformers.Trainer):
     """
 
     def __init__(self, *args, train_data_collator=None, **kwargs):
+        training_args = kwargs.get("args") if kwargs.get("args") is not None else (args[1] if len(args) > 1 else None)
+        if training_args is not None:
+            # transformers 4.57 writes the precision of every TrainingArguments into ACCELERATE_MIXED_PRECISION and
+            # reads it back as the default of the next one, so after one bf16 run in a process every later run
+            # trained in bf16 too, whatever its own ``bf16: false`` said. Each Trainer's own arguments decide.
+            wanted = mixed_precision(training_args)
+            os.environ["ACCELERATE_MIXED_PRECISION"] = wanted
+            from accelerate.state import AcceleratorState
+
+            if AcceleratorState._shared_state.get("_mixed_precision", wanted) != wanted:
+                AcceleratorState._reset_state()  # an Accelerator of an earlier run: its precision is not this run's
         super().__init__(*args, **kwargs)
         #: a collator for training batches only (e.g. character dropout); evaluation keeps ``data_collator``
         self.train_data_collator = train_data_collator
@@ -170,6 +181,11 @@ class Trainer(transformers.Trainer):
             # order-keeping split across several
             return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
         return super()._get_eval_sampler(eval_dataset)
+
+
+def mixed_precision(args: TrainingArguments) -> str:
+    """The accelerate precision name of a run's Trainer arguments."""
+    return "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
 
 
 def bf16_is_fast() -> bool:
