@@ -40,7 +40,7 @@ def subset(source: Path, characters: int, target: Path) -> int:
 
 
 def prepare(path: str, lists: bool) -> dict:
-    """Run in a child process: the data path of train_tagging up to the first training step."""
+    """Run in a child process: the data path of a tagging run (training/tagging.py: TaggingRun.load and .prepare) up to the first training step."""
     import numpy as np
 
     from tagsmith.compact import load_tagging_splits

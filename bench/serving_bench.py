@@ -148,7 +148,7 @@ def server_env(threads: int | None) -> dict:
 
 
 def http_load(url: str, texts: list[str], task: str, clients: int, duration: float) -> dict:
-    from serving.loadgen import run_load
+    from loadgen import run_load  # bench/loadgen.py, beside this script
 
     bodies = [{"texts": text} for text in texts]
     run_load(url, bodies[:200], clients=clients, duration=None, total=min(400, 4 * len(bodies)))  # warm-up
@@ -158,7 +158,7 @@ def http_load(url: str, texts: list[str], task: str, clients: int, duration: flo
 
 def memory_growth(server: Process, url: str, texts: list[str], task: str, clients: int,
                   first: int = 1_000, total: int = 10_000) -> dict:
-    from serving.loadgen import run_load
+    from loadgen import run_load  # bench/loadgen.py, beside this script
 
     bodies = [{"texts": text} for text in texts]
     early = run_load(url, bodies, clients=clients, duration=None, total=first)

@@ -13,7 +13,7 @@ from tagsmith.tasks import kind_of
 from tagsmith.manifest import read_json_object
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
-#: the end of a transformers architecture name -> task kind (DESIGN.md: tagging, classification, mlm)
+#: the end of a transformers architecture name -> task kind (the registry's kinds: tagging, classification, mlm)
 KIND_BY_ARCHITECTURE = {"ForTokenClassification": "tagging", "ForSequenceClassification": "classification",
                         "ForMaskedLM": "mlm"}
 

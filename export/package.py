@@ -1,4 +1,4 @@
-"""The model package on disk (DESIGN.md "Model package"): its manifest, the sha256 of every file, and putting a
+"""The model package on disk (docs/architecture.md, "Model package"): its manifest, the sha256 of every file, and putting a
 finished package in place without ever leaving a half-written one where serving would find it."""
 
 from __future__ import annotations

@@ -146,11 +146,11 @@ class ClassificationEval:
 
 
 def _metrics():
-    """tagsmith.classification, imported when scoring (it loads scikit-learn, which a benchmark worker must not
-    count in its model's memory)."""
-    from tagsmith import classification
+    """tagsmith.metrics, imported when scoring (its classifier metrics load scikit-learn, which a benchmark worker
+    must not count in its model's memory)."""
+    from tagsmith import metrics
 
-    return classification
+    return metrics
 
 
 def _task_metric(task_name: str) -> str:

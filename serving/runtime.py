@@ -1,4 +1,4 @@
-"""ONNX Runtime inference on a model package (DESIGN.md "Model package"): the one inference path that both
+"""ONNX Runtime inference on a model package (docs/architecture.md, "Model package"): the one inference path that both
 serving and the export parity gate use.
 
 Torch-free on purpose: onnxruntime + tokenizers + numpy + the torch-free ``tagsmith`` core, so the serving
@@ -19,17 +19,28 @@ from typing import Sequence
 
 import numpy as np
 
-from tagsmith.hashing import sha256_file  # noqa: F401 (package verification; re-exported)
 from tagsmith.convert import to_script
-from tagsmith.decision import (bias_indices, biased, decide_classes, decode, decode_scores,  # noqa: F401 (re-exported)
-                               sigmoid, softmax)
-from tagsmith.manifest import MANIFEST, PACKAGE_FORMAT
-from tagsmith.tasks import TASKS
+from tagsmith.decision import (  # noqa: F401 (re-exported)
+    bias_indices,
+    biased,
+    decide_classes,
+    decode,
+    decode_scores,
+    sigmoid,
+    softmax,
+)
+from tagsmith.hashing import sha256_file  # noqa: F401 (package verification; re-exported)
+from tagsmith.manifest import MANIFEST
 from tagsmith.manifest import read_manifest as read_manifest_file
-from tagsmith.windows import first_token_logits, first_token_positions, merge_record_windows, window_spans
+from tagsmith.tasks import TASKS, kind_of
+from tagsmith.windows import (
+    first_token_logits,
+    first_token_positions,
+    merge_record_windows,
+    window_spans,
+)
+
 VARIANTS = ("int8", "fp32", "fp16")
-#: the task kind of each known task (the task registry), for manifests that do not name it
-KIND_BY_TASK = {name: task.kind for name, task in TASKS.items()}
 
 
 class PackageError(RuntimeError):
@@ -73,7 +84,7 @@ def verify_package(path: str | Path) -> dict:
 
 
 def package_kind(manifest: dict) -> str:
-    kind = manifest.get("kind") or KIND_BY_TASK.get(manifest.get("task", ""))
+    kind = manifest.get("kind") or kind_of(manifest.get("task", ""))  # the registry's, where a manifest has none
     if kind not in RUNTIMES:
         raise PackageError(f"task {manifest.get('task')!r} of kind {kind!r} has no runtime; known kinds: {', '.join(RUNTIMES)}")
     return kind

@@ -18,7 +18,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from tagsmith.tasks import TASKS
+from tagsmith.tasks import kind_of
 
 CARD_FILE = "README.md"
 GENERATED_FILE = "README.tagsmith.md"  # the generated card, when README.md is the user's own
@@ -29,8 +29,6 @@ ORT_CLASS = {"tagging": "ORTModelForTokenClassification", "classification": "ORT
              "mlm": "ORTModelForMaskedLM"}
 AUTO_CLASS = {"tagging": "AutoModelForTokenClassification", "classification": "AutoModelForSequenceClassification",
               "mlm": "AutoModelForMaskedLM"}
-#: the kind of each registered task (tagsmith.tasks)
-KIND_BY_TASK = {name: task.kind for name, task in TASKS.items()}
 
 INTENDED_USE = {
     "punctuation": "Restores punctuation in unpunctuated text: after each character one of the labels' marks, or "
@@ -147,7 +145,7 @@ def checkpoint_card(info: dict, config: dict | None = None) -> str:
     """The card of a run's ``best/``: ``info`` is its tagsmith.json, ``config`` its config.json (optional)."""
     config = config or {}
     task = info.get("task", "?")
-    kind = info.get("kind") or KIND_BY_TASK.get(task, "classification")
+    kind = info.get("kind") or kind_of(task) or "classification"
     head = info.get("head") or config.get("tagsmith_head") or "linear"
     lines = [*_front_matter(info, kind, head, package=False), MARKER + " by tagsmith train -->", "",
              f"# {task} ({info.get('run') or 'tagsmith run'}): PyTorch checkpoint", ""]
@@ -176,7 +174,7 @@ def checkpoint_card(info: dict, config: dict | None = None) -> str:
 
 def package_card(manifest: dict) -> str:
     """The card of a model package, from its tagsmith.json."""
-    task, kind = manifest.get("task", "?"), manifest.get("kind") or KIND_BY_TASK.get(manifest.get("task", ""), "")
+    task, kind = manifest.get("task", "?"), manifest.get("kind") or kind_of(manifest.get("task", "")) or ""
     head = manifest.get("head", "linear")
     source = manifest.get("source") or {}
     info = {**source, **{k: v for k, v in manifest.items() if k != "source"}}

@@ -199,7 +199,7 @@ def data_fetch(
     out = out or Path("data") / recipe
     try:
         if recipe == "chinese-poetry":
-            from tagsmith.datasets import build_chinese_poetry
+            from tagsmith.recipes.chinese_poetry_dataset import build_chinese_poetry
 
             meta = build_chinese_poetry(out, cache, script=script, force=force, quotations=quotations)
         elif recipe == "classical-modern":

@@ -1,6 +1,6 @@
 """Tagging records in compact form: what training holds in memory for a corpus of tens of millions of characters.
 
-Users write JSONL records (``{"text", "labels": [...]}``, DESIGN.md "Records"); parsed as Python objects, a
+Users write JSONL records (``{"text", "labels": [...]}``, docs/architecture.md, "Records"); parsed as Python objects, a
 per-character label list costs ~60 bytes a character (13 GB for a 30M-character train file). Here the same
 records are read one line at a time, validated exactly as :func:`tagsmith.records.validate_splits` does (every
 problem named by file and line, duplicate texts across splits refused), and kept as flat numpy arrays:

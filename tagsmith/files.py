@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -18,6 +19,13 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_json_atomic(path: str | Path, value, default=None) -> None:
     """``value`` as indented UTF-8 JSON, written atomically (:func:`write_text_atomic`)."""
     write_text_atomic(path, json.dumps(value, ensure_ascii=False, indent=2, default=default))
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (``os.umask`` can only be read by setting it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def git_commit() -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 
-#: The punctuation label set of DESIGN.md: the mark that FOLLOWS a character, or O for none.
+#: The punctuation label set (docs/architecture.md, "Label semantics"): the mark that FOLLOWS a character, or O for none.
 PUNCTUATION_MARKS = ("，", "。", "：", "、", "；", "？", "！")
 
 #: Half-width and variant forms mapped onto the label set.
@@ -24,7 +24,7 @@ MARK_ALIASES = {
     "—": "，", "─": "，", "－": "，",
 }
 
-#: Quote and book-title marks: dropped from the text, never labels (DESIGN.md).
+#: Quote and book-title marks: dropped from the text, never labels.
 DROPPED_MARKS = frozenset("“”‘’「」『』《》〈〉\"'〔〕［］【】()（）·•")
 
 

@@ -1,4 +1,4 @@
-"""Reading and validating record files (DESIGN.md "Records").
+"""Reading and validating record files (docs/architecture.md, "Records").
 
 Formats: a JSON array, JSONL (one object per line) or, for mlm, plain .txt (one document per line).
 Validation names the file, the record number (1-based; the line number for JSONL and .txt) and the reason,

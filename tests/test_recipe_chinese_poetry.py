@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from conftest import fetched_or_skip
 
+from tagsmith.recipes import RecipeError, npm
 from tagsmith.recipes import chinese_poetry as cp
 from tagsmith.recipes.chinese_poetry import (
     COLLECTIONS,
     PACKAGE,
     Document,
-    RecipeError,
     fetch_package,
     iter_documents,
     write_corpus,
@@ -359,7 +359,7 @@ def no_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args, **kwargs):  # pragma: no cover - must not be reached
         raise AssertionError("subprocess must not be called")
 
-    monkeypatch.setattr(cp.subprocess, "run", boom)
+    monkeypatch.setattr(npm.subprocess, "run", boom)
 
 
 def test_fetch_without_npm(tmp_path: Path, no_npm: None) -> None:

@@ -36,11 +36,11 @@ def service_routes(tmp_path_factory) -> list[str]:
 
 
 def test_every_task_is_complete():
-    from serving.runtime import KIND_BY_TASK, RUNTIMES
+    from serving.runtime import RUNTIMES, package_kind
 
     assert SERVED, "no task has a route"
     for name, task in TASKS.items():
-        assert task.name == name and task.kind in RUNTIMES and KIND_BY_TASK[name] == task.kind
+        assert task.name == name and task.kind in RUNTIMES and package_kind({"task": name}) == task.kind
         assert isinstance(task.main_metric, str) and task.main_metric
         assert isinstance(task.labels, tuple)
         assert callable(getattr(RUNTIMES[task.kind], task.call, None)), f"{name}: runtime has no {task.call}()"
@@ -84,7 +84,7 @@ def test_a_new_entry_reaches_serving_and_the_demo_page(tmp_path):
             "register(ClassificationTask('sentiment', labels=('negative', 'positive'), positive_label='positive', "
             "route='/sentiment', answer='toxicity', title='Sentiment', examples=('what a lovely day',)))\n"
             "from serving import demo_page, packages, runtime\n"
-            "print(json.dumps([packages.TASKS['sentiment'], runtime.KIND_BY_TASK['sentiment'], "
+            "print(json.dumps([packages.TASKS['sentiment'], runtime.package_kind({'task': 'sentiment'}), "
             "demo_page.TITLES['sentiment'], demo_page.EXAMPLES['sentiment']]))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env=_env(tmp_path))

@@ -36,7 +36,7 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
 
 
 def test_32_clients_for_10_seconds_no_errors_and_flat_memory(server, record_property):
-    from serving.loadgen import run_load
+    from bench.loadgen import run_load
 
     url = server.url + "/punctuate"
     bodies = [{"texts": text} for text in classical_texts(500)]

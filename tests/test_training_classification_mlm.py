@@ -246,7 +246,7 @@ def test_distillation_loss_is_the_kl_to_the_teacher_plus_the_weighted_label_loss
     torch.manual_seed(0)
     logits, labels = torch.randn(6, 2), torch.tensor([0, 1, 1, 0, 1, 0])
     weights = torch.tensor([0.7, 1.6])
-    # the class-weighted sum over the texts divided by their count (training.classification.weighted_loss says why
+    # the class-weighted sum over the texts divided by their count (training.losses.weighted_loss says why
     # not by the sum of their weights, as torch's weighted mean would)
     hard = torch.nn.functional.cross_entropy(logits, labels, weight=weights, reduction="sum") / 6
     own = torch.softmax(logits / 3.0, dim=-1)

@@ -8,14 +8,32 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, DataCollatorWithPadding
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+)
 
-from tagsmith.classification import class_weights, classification_metrics, operating_points, tune_threshold
 from tagsmith.config import ExperimentConfig
+from tagsmith.decision import decide_label, softmax
+from tagsmith.manifest import read_manifest
+from tagsmith.metrics import classification_metrics
 from tagsmith.records import validate_splits, write_jsonl
+from tagsmith.thresholds import operating_points, tune_threshold
 from training import runner
-from training.datasets import ListDataset, cap_eval, prepare_train_records, scalar_metrics
-from training.losses import labelled_items, mean_one_weights, summed_cross_entropy, weighted_loss
+from training.datasets import (
+    ListDataset,
+    cap_eval,
+    prepare_train_records,
+    scalar_metrics,
+)
+from training.losses import (
+    class_weights,
+    labelled_items,
+    mean_one_weights,
+    summed_cross_entropy,
+    weighted_loss,
+)
 from training.model import scratch_bert_config
 from training.run import TaskRun, require_splits
 from training.tokenizer import load_tokenizer, resolve_model_path
@@ -36,12 +54,6 @@ def check_labels(labels: list[str], splits: dict[str, list[dict]]) -> None:
         unknown = sorted({r["label"] for r in records} - set(labels))
         if unknown:
             raise runner.RunDirError(f"{split} split has label(s) {unknown} not seen in training; labels: {labels}")
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(-1, keepdims=True)
 
 
 def build_model(config: ExperimentConfig, labels: list[str], tokenizer, run_dir: Path):
@@ -82,7 +94,6 @@ def teacher_logits(config: ExperimentConfig, run_dir: Path, labels: list[str], t
     cached in the run dir (``teacher_logits.npz``, keyed by the texts, the teachers' weights and max_length), so
     epochs, a resumed run and a new temperature reuse them."""
     import hashlib
-    import json
 
     from tqdm.auto import tqdm
 
@@ -103,7 +114,7 @@ def teacher_logits(config: ExperimentConfig, run_dir: Path, labels: list[str], t
             return stored["logits"]
     all_logits = []
     for teacher in teachers:
-        info = json.loads((teacher / "tagsmith.json").read_text(encoding="utf-8"))
+        info = read_manifest(teacher, error=runner.RunDirError, missing="distill.teacher {folder}: no {name}")
         if list(info.get("labels", [])) != labels:
             raise runner.RunDirError(f"distill.teacher {teacher}: its labels {info.get('labels')} are not the "
                                      f"student's {labels}")
@@ -306,7 +317,7 @@ class ClassificationRun(TaskRun):
                 results["test_at_0.5"] = scalar_metrics(classification_metrics(test_probs, test_gold, labels,
                                                                                threshold=0.5, positive=positive))
             write_jsonl(self.run_dir / "test_predictions.jsonl", (
-                {"text": r["text"], "gold": r["label"], "predicted": _predicted(p, labels, threshold, positive),
+                {"text": r["text"], "gold": r["label"], "predicted": decide_label(p, labels, threshold, positive),
                  "probabilities": {l: round(float(x), 5) for l, x in zip(labels, p)}}
                 for r, p in zip(test_records, test_probs)
             ))
@@ -319,10 +330,3 @@ class ClassificationRun(TaskRun):
             data_grade=config.options.get("data_grade", "real"),
         )
         return results, fields
-
-
-
-def _predicted(probs: np.ndarray, labels: list[str], threshold: float | None, positive: str | None) -> str:
-    if threshold is None:
-        return labels[int(probs.argmax())]
-    return positive if probs[labels.index(positive)] >= threshold else next(l for l in labels if l != positive)

@@ -1,9 +1,54 @@
-"""The one class-weighted loss of every task (tagging, classification, distillation's hard part): the Trainer's
-``compute_loss_func``, a sum over the labelled items divided by the global batch's item count."""
+"""Class weights and the one class-weighted loss of every task (tagging, classification, distillation's hard part):
+the Trainer's ``compute_loss_func``, a sum over the labelled items divided by the global batch's item count."""
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+from typing import Sequence
+
 import torch
+
+WEIGHT_SCHEMES = ("balanced", "sqrt", "none")
+
+
+def class_weights(labels: Sequence[str], label_names: Sequence[str], scheme: str = "balanced") -> list[float]:
+    """Per-class loss weights, in ``label_names`` order.
+
+    * ``"balanced"``: ``n_samples / (n_classes * count_c)`` (= sklearn ``compute_class_weight``)
+    * ``"sqrt"``: the square root of the balanced weight (a milder correction)
+    * ``"none"``: all 1.0
+
+    A label not in ``label_names`` is a ValueError naming it; so is a class with no examples
+    (whatever the scheme: it means the label set and the data disagree).
+    """
+    if scheme not in WEIGHT_SCHEMES:
+        raise ValueError(f"unknown class-weight scheme {scheme!r}; expected one of {list(WEIGHT_SCHEMES)}")
+    names = list(label_names)
+    if not names:
+        raise ValueError("label_names is empty")
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"label_names has duplicates: {dup}")
+    counts = Counter(labels)
+    unknown = sorted((str(k) for k in counts if k not in set(names)))
+    if unknown:
+        shown = unknown[:10]
+        more = f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else ""
+        raise ValueError(f"labels not in label_names {names}: {shown}{more}")
+    empty = [n for n in names if counts.get(n, 0) == 0]
+    if empty:
+        raise ValueError(
+            f"class(es) {empty} have no examples among {sum(counts.values())} labels; "
+            "cannot weight a class that never occurs - check the label set or the data split"
+        )
+    if scheme == "none":
+        return [1.0] * len(names)
+    n, k = sum(counts.values()), len(names)
+    balanced = [n / (k * counts[c]) for c in names]
+    if scheme == "sqrt":
+        return [float(math.sqrt(w)) for w in balanced]
+    return [float(w) for w in balanced]
 
 
 def mean_one_weights(weights, counts) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """What every training run shares, whatever the task: the run dir, logging, Trainer arguments, signals,
-atomic checkpoints, resume, and the files a finished run leaves (DESIGN.md "Run dir")."""
+atomic checkpoints, resume, and the files a finished run leaves (docs/architecture.md, "Run dir")."""
 
 from __future__ import annotations
 

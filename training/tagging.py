@@ -29,7 +29,7 @@ def label_weights(config: ExperimentConfig, labels: tuple[str, ...], counts: np.
     """Class weights from the training characters per label (``counts[i]`` for ``labels[i]``), rescaled to a mean of
     1 over the training characters (:func:`training.losses.mean_one_weights`, the scale
     :func:`training.losses.weighted_loss` assumes). A label with no training character gets a weight as if it
-    had one (a punctuation mark a corpus never uses), where ``tagsmith.classification.class_weights`` would refuse."""
+    had one (a punctuation mark a corpus never uses), where :func:`training.losses.class_weights` would refuse."""
     if config.class_weighting == "none":
         return None
     total = float(np.sum(counts))

@@ -39,7 +39,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from tagsmith.recipes.chinese_poetry import Document, RecipeError, fetch_npm_package
+from tagsmith.recipes import RecipeError
+from tagsmith.recipes.chinese_poetry import Document
+from tagsmith.recipes.npm import fetch_npm_package
 
 PACKAGE = "chengyu"
 DEFAULT_VERSION = "0.0.6"

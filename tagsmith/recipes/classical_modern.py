@@ -37,6 +37,7 @@ from pathlib import Path
 
 from tagsmith.convert import ConversionReport, record_from_parsed, to_script
 from tagsmith.marks import normalise_mark
+from tagsmith.recipes import RecipeError
 from tagsmith.records import JsonlWriter
 from tagsmith.split import assign_documents
 from tagsmith.tasks import parse_punctuated
@@ -65,8 +66,6 @@ VERSE = frozenset("""
 """.split())
 
 
-class RecipeError(RuntimeError):
-    """The corpus cannot be found or read; the message says what to do about it."""
 
 
 @dataclass

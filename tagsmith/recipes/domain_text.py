@@ -10,11 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tagsmith.recipes import RecipeError
 from tagsmith.records import read_record_file, write_jsonl
-
-
-class RecipeError(RuntimeError):
-    pass
 
 
 def fetch_domain_text(out_dir: str | Path, local_copy: str | Path | None, seed: int = 42) -> dict:

@@ -24,8 +24,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-from tagsmith.classification import TOXICITY_LABELS
+from tagsmith.recipes import RecipeError
 from tagsmith.tabular import read_olid
+from tagsmith.tasks import TOXICITY
 
 __all__ = ["RecipeError", "fetch_olid", "OLID_FILENAME", "HUB_DATASET", "HUB_CONFIG", "SPLITS"]
 
@@ -36,8 +37,6 @@ SPLITS = ("train", "validation", "test")
 _RECIPE_VERSION = 1
 
 
-class RecipeError(RuntimeError):
-    """A data recipe could not produce its dataset (source unreachable, bad local copy...)."""
 
 
 def _sha256(path: Path) -> str:
@@ -141,7 +140,7 @@ def _load_hub() -> dict[str, list[dict]]:
                 text, label = ex["text"], int(ex["label"])
                 if label not in (0, 1):
                     raise ValueError(f"{name} row {i}: label {label!r} is not 0/1")
-                rows.append({"id": f"{name}-{i}", "text": text, "label": TOXICITY_LABELS[label]})
+                rows.append({"id": f"{name}-{i}", "text": text, "label": TOXICITY.labels[label]})
             splits[name] = rows
         return splits
     except Exception as exc:  # ImportError, connection errors, offline mode, schema drift...
@@ -158,7 +157,7 @@ def _counts(splits: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
     out = {}
     for name in SPLITS:
         c = Counter(r["label"] for r in splits[name])
-        out[name] = {lab: int(c.get(lab, 0)) for lab in TOXICITY_LABELS}
+        out[name] = {lab: int(c.get(lab, 0)) for lab in TOXICITY.labels}
     return out
 
 
@@ -232,7 +231,7 @@ def fetch_olid(
         "task": "toxicity",
         "dataset": "olid",
         "source": source,
-        "labels": list(TOXICITY_LABELS),
+        "labels": list(TOXICITY.labels),
         "records_read": n_read,
         "counts": _counts(splits),
         "sizes": {name: len(splits[name]) for name in SPLITS},

@@ -1,4 +1,5 @@
-"""Built-in data recipes: from a public source to validated, split record files on disk."""
+"""The chinese-poetry recipe end to end: its documents (and the chengyu quotations) become segmentation and
+punctuation records split by document, plus the unlabelled corpus for masked-LM adaptation."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A small closed-loop HTTP load generator for the API (asyncio + aiohttp): N clients, each sending its next request
-as soon as its last one is answered, for a fixed time or a fixed number of requests. The benchmark and the
+as soon as its last one is answered, for a fixed time or a fixed number of requests. bench/serving_bench.py and the
 robustness tests use it; it talks to whatever URL it is given (use loopback).
 
 aiohttp rather than httpx: on a 2-core machine an httpx client used most of a core itself and capped what it could
