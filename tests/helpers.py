@@ -24,9 +24,13 @@ from conftest import FILLER, HELD_OUT, NICE, ROOT, RUDE, VERSE, WORDS
 from tagsmith.convert import punctuated_to_record
 from tagsmith.records import write_jsonl
 
-TASKS = ("segmentation", "punctuation", "toxicity", "mlm")
+from tagsmith.tasks import served_tasks
+
+#: the served tasks, from the registry: each gets a tiny model, trained, exported and served by the tests (a served
+#: task without tiny data, steps and a ``training/configs/<task>-tiny.yaml`` fails the session's server fixture)
+TASKS = tuple(task.name for task in served_tasks())
 # the service's routes, by task
-ROUTES = {"segmentation": "/segment", "punctuation": "/punctuate", "toxicity": "/toxicity", "mlm": "/fill_mask"}
+ROUTES = {task.name: task.route for task in served_tasks()}
 
 
 def quiet_env(**extra: str) -> dict:
@@ -92,6 +96,9 @@ def mlm_data(folder: Path) -> dict:
 
 
 def task_data(folder: Path, task: str) -> dict:
+    assert task in STEPS and (ROOT / f"training/configs/{task}-tiny.yaml").is_file(), (
+        f"no tiny model for the registry's task {task!r}: add its data here, its STEPS and "
+        f"training/configs/{task}-tiny.yaml")
     folder.mkdir(parents=True, exist_ok=True)
     if task in ("segmentation", "punctuation"):
         return tagging_data(folder, task)

@@ -1,6 +1,7 @@
 """The demo page in a real browser: headless Debian Chromium (driven by Playwright, never a downloaded browser)
 opens /demo, punctuates a Classical Chinese text in the punctuation tab, reads the answer from the page and
-saves a screenshot. The page must make no request outside the server (it works offline).
+saves a screenshot; then every task of the registry's is run from its own tab on its first example. The page
+must make no request outside the server (it works offline).
 
 ``TAGSMITH_UPDATE_DEMO_PNG=1`` also copies the screenshot to docs/demo.png (the README's picture)."""
 
@@ -20,6 +21,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TEXT = "天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏"
+#: answer shape (the registry's ``answer``) -> the element of a tab that shows the answer (a shape without one here
+#: fails the test: a new kind of answer must be shown on the page)
+SHOWN = {"segmented": "#{task}-output textarea", "punctuated": "#{task}-output textarea",
+         "filled_mask": "#{task}-output textarea", "toxicity": "#{task}-label"}
 
 pytestmark = [
     pytest.mark.slow,
@@ -30,6 +35,8 @@ pytestmark = [
 
 def test_demo_page_punctuates_classical_chinese(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
+
+    from tagsmith.tasks import served_tasks
 
     outside: list[str] = []
 
@@ -60,6 +67,17 @@ def test_demo_page_punctuates_classical_chinese(server, tmp_path):
             page.locator("#punctuation-input textarea").fill("   ")
             page.locator("#punctuation-run").click()
             expect(page.get_by_text(re.compile("empty text")).first).to_be_visible(timeout=30_000)
+
+            # every served task of the registry has its tab, and answers its first example there
+            for task in served_tasks():
+                page.get_by_role("tab", name=re.compile(f"^{re.escape(task.title)}$")).click()
+                page.locator(f"#{task.name}-input textarea").fill(task.examples[0])
+                page.locator(f"#{task.name}-run").click()
+                shown = page.locator(SHOWN[task.answer].format(task=task.name))
+                if shown.evaluate("element => element.tagName") == "TEXTAREA":
+                    expect(shown).not_to_have_value("", timeout=60_000)
+                else:  # a label: the most likely class is one of the task's
+                    expect(shown).to_contain_text(re.compile("|".join(map(re.escape, task.labels))), timeout=60_000)
         finally:
             browser.close()
 
