@@ -92,6 +92,20 @@ def server(serving_models, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def shipped_server(tmp_path_factory):
+    """The real server with an empty models folder, so every task is answered by the packages tagsmith ships
+    (``serving/shipped/``); ``.models`` is that folder."""
+    from helpers import start_server
+
+    folder = tmp_path_factory.mktemp("shipped")
+    (folder / "models").mkdir()
+    running = start_server(folder / "models", folder / "server.log", TAGSMITH_SHIPPED="1", TAGSMITH_THREADS="1")
+    running.models = folder / "models"
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
 def small_root(tmp_path_factory) -> Path:
     """Where helpers.small_package exports the small untrained models of each kind (once per session)."""
     return tmp_path_factory.mktemp("small")

@@ -16,8 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import Server
-
 pytestmark = pytest.mark.slow
 
 RECORD = Path(__file__).parent / "golden" / "http_answers.json"
@@ -43,17 +41,6 @@ REQUESTS = [
     ("invalid JSON", "POST", "/punctuate", b'{"texts": ["a"'),
     ("no such route", "POST", "/translate", {"texts": ["a"]}),
 ]
-
-
-@pytest.fixture(scope="module")
-def shipped_server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("answers")
-    (folder / "models").mkdir()
-    server = Server(folder / "models", folder / "server.log", TAGSMITH_SHIPPED="1", TAGSMITH_THREADS="1")
-    server.wait_ready()
-    server.models = folder / "models"
-    yield server
-    server.stop()
 
 
 def ask(server, method: str, path: str, body) -> dict:

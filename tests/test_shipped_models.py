@@ -10,9 +10,7 @@ import json
 
 import httpx
 import pytest
-
 from conftest import ROOT
-from helpers import start_server
 
 SHIPPED = ROOT / "serving" / "shipped"
 #: the size each shipped package must stay under, and what its model card must name: data and reproduce command
@@ -103,27 +101,24 @@ def test_shipped_punctuation_gets_well_known_passages_right():
 
 
 @pytest.mark.slow
-def test_a_fresh_server_answers_from_the_shipped_packages(tmp_path):
+def test_a_fresh_server_answers_from_the_shipped_packages(shipped_server):
     """`tagsmith serve` with an empty models folder: /punctuate and /segment answer from serving/shipped/."""
-    server = start_server(tmp_path / "no-models", tmp_path / "server.log", TAGSMITH_SHIPPED="1", TAGSMITH_THREADS="1")
-    try:
-        text = next(iter(PASSAGES))
-        punctuated = post(server, "/punctuate", {"texts": text})
-        assert punctuated.status_code == 200
-        answer = punctuated.json()["results"][0]
-        assert answer["punctuated"].replace("，", "").replace("？", "").replace("。", "").replace("：", "") \
-            .replace("；", "").replace("！", "").replace("、", "") == text
-        assert answer["punctuated"].startswith("学而时习之不亦说乎？") and answer["punctuated"][-1] in "？！。"
-        segmented = post(server, "/segment", {"texts": text})
-        assert segmented.status_code == 200 and len(segmented.json()["results"][0]["sentences"]) >= 3
-        info = httpx.get(server.url + "/info", timeout=30).json()
-        assert info["models"]["punctuation"]["package"].endswith("serving/shipped/punctuation")
-        assert "punctuation package" in info["models"]["segmentation"]["derived_from"]
-        demo = httpx.get(server.url + "/demo/", timeout=30)
-        assert demo.status_code == 200
-        toxic = post(server, "/toxicity", {"texts": "shut up you stupid idiot"}).json()["results"][0]
-        assert toxic["label"] == "toxic" and toxic["operating_point"] == "macro_f1", toxic
-        assert info["models"]["toxicity"]["package"].endswith("serving/shipped/toxicity")
-    finally:
-        server.stop()
+    server = shipped_server
+    text = next(iter(PASSAGES))
+    punctuated = post(server, "/punctuate", {"texts": text})
+    assert punctuated.status_code == 200
+    answer = punctuated.json()["results"][0]
+    assert answer["punctuated"].replace("，", "").replace("？", "").replace("。", "").replace("：", "") \
+        .replace("；", "").replace("！", "").replace("、", "") == text
+    assert answer["punctuated"].startswith("学而时习之不亦说乎？") and answer["punctuated"][-1] in "？！。"
+    segmented = post(server, "/segment", {"texts": text})
+    assert segmented.status_code == 200 and len(segmented.json()["results"][0]["sentences"]) >= 3
+    info = httpx.get(server.url + "/info", timeout=30).json()
+    assert info["models"]["punctuation"]["package"].endswith("serving/shipped/punctuation")
+    assert "punctuation package" in info["models"]["segmentation"]["derived_from"]
+    demo = httpx.get(server.url + "/demo/", timeout=30)
+    assert demo.status_code == 200
+    toxic = post(server, "/toxicity", {"texts": "shut up you stupid idiot"}).json()["results"][0]
+    assert toxic["label"] == "toxic" and toxic["operating_point"] == "macro_f1", toxic
+    assert info["models"]["toxicity"]["package"].endswith("serving/shipped/toxicity")
     assert json.loads((SHIPPED / "punctuation" / "tagsmith.json").read_text(encoding="utf-8"))["task"] == "punctuation"
